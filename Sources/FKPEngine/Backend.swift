@@ -1,0 +1,102 @@
+import FKPTensor
+
+/// Memory that lives on a backend's device (host memory for the CPU engine, a cl_mem for OpenCL).
+/// Nets allocate every buffer once, sized for the largest batch, and reuse it for every batch.
+public protocol DeviceBuffer: AnyObject {
+    var count: Int { get }
+}
+
+/// A valid, stride-1, square-kernel convolution over NHWC images.
+public struct ConvShape: Sendable, Equatable, CustomStringConvertible {
+    public var batch, height, width, inChannels, outChannels, kernel: Int
+    public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int, kernel: Int) {
+        (self.batch, self.height, self.width) = (batch, height, width)
+        (self.inChannels, self.outChannels, self.kernel) = (inChannels, outChannels, kernel)
+    }
+    public var outHeight: Int { height - kernel + 1 }
+    public var outWidth: Int { width - kernel + 1 }
+    /// Rows of the im2col patch matrix: kernel*kernel*inChannels (weights are [k][k][Cin][Cout]).
+    public var patchSize: Int { kernel * kernel * inChannels }
+    public var inputCount: Int { batch * height * width * inChannels }
+    public var outputCount: Int { batch * outHeight * outWidth * outChannels }
+    public var weightCount: Int { patchSize * outChannels }
+    /// Multiply-adds of the forward pass.
+    public var macs: Int { batch * outHeight * outWidth * patchSize * outChannels }
+    public var description: String {
+        "conv \(kernel)x\(kernel) \(inChannels)->\(outChannels) on \(batch)x\(height)x\(width)"
+    }
+}
+
+/// 2x2 max-pool, stride 2, over NHWC images; an odd last row/column is dropped (Lasagne's ignore_border).
+public struct PoolShape: Sendable, Equatable {
+    public var batch, height, width, channels: Int
+    public init(batch: Int, height: Int, width: Int, channels: Int) {
+        (self.batch, self.height, self.width, self.channels) = (batch, height, width, channels)
+    }
+    public var outHeight: Int { height / 2 }
+    public var outWidth: Int { width / 2 }
+    public var inputCount: Int { batch * height * width * channels }
+    public var outputCount: Int { batch * outHeight * outWidth * channels }
+}
+
+/// The one interface every backend implements; nets are written once against it.
+/// Backward ops overwrite their gradient outputs (they never accumulate into them).
+public protocol Backend: AnyObject {
+    var name: String { get }
+
+    func makeBuffer(count: Int) -> DeviceBuffer
+    func write(_ source: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer, offset: Int)
+    func read(_ buffer: DeviceBuffer, offset: Int, into destination: UnsafeMutableBufferPointer<Float>)
+
+    /// y[B,N] = x[B,K] . w[K,N] + b[N], then ReLU if asked.
+    func denseForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
+                      batch: Int, inputs: Int, outputs: Int, relu: Bool)
+    /// dw = x^T . dy, db = column sums of dy, dx = dy . w^T (when dx is given). dy is already ReLU-masked.
+    func denseBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
+                       dw: DeviceBuffer, db: DeviceBuffer, batch: Int, inputs: Int, outputs: Int)
+
+    /// y[B,Ho,Wo,Cout] = conv(x[B,H,W,Cin], w[k,k,Cin,Cout]) + b[Cout], then ReLU if asked.
+    func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
+                     shape: ConvShape, relu: Bool)
+    /// dw, db and (when given) dx of a convolution; dy is already ReLU-masked.
+    func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
+                      dw: DeviceBuffer, db: DeviceBuffer, shape: ConvShape)
+
+    func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape: PoolShape)
+    /// Routes each dy to the first maximum of its window in x; every other dx is zero.
+    func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape: PoolShape)
+
+    /// dy[i] = 0 where y[i] <= 0 (y is the ReLU output).
+    func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int)
+
+    /// Mean squared error over batch*outputs values; grad = d loss / d pred. Returns the loss (the only
+    /// value that comes back to the host each batch).
+    func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,
+                 batch: Int, outputs: Int) -> Float
+
+    /// Lasagne's nesterov_momentum: v = m*v - lr*g; p += m*v - lr*g.
+    func nesterovUpdate(parameter: DeviceBuffer, gradient: DeviceBuffer, velocity: DeviceBuffer,
+                        count: Int, learningRate: Float, momentum: Float)
+
+    /// Waits for queued work (a no-op on the CPU engine).
+    func synchronize()
+}
+
+extension Backend {
+    public func write(_ tensor: Tensor, to buffer: DeviceBuffer) {
+        write(UnsafeBufferPointer(tensor.buffer), to: buffer, offset: 0)
+    }
+    public func read(_ buffer: DeviceBuffer, into tensor: Tensor) {
+        read(buffer, offset: 0, into: tensor.buffer)
+    }
+    public func makeBuffer(from tensor: Tensor) -> DeviceBuffer {
+        let b = makeBuffer(count: tensor.count)
+        write(tensor, to: b)
+        return b
+    }
+    public func download(_ buffer: DeviceBuffer) -> [Float] {
+        let t = Tensor(shape: [buffer.count])
+        read(buffer, into: t)
+        return t.array
+    }
+}

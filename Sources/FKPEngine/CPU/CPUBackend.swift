@@ -1,0 +1,279 @@
+import FKPTensor
+
+extension Tensor: DeviceBuffer {}
+
+/// Growable per-worker float buffers (im2col patches, partial weight gradients).
+final class WorkerBuffers: @unchecked Sendable {
+    private var buffers: [Tensor]
+    init(workers: Int) { buffers = (0..<workers).map { _ in Tensor(shape: [0]) } }
+    func get(_ worker: Int, _ count: Int) -> UnsafeMutablePointer<Float> {
+        if buffers[worker].count < count { buffers[worker] = Tensor(shape: [count]) }
+        return buffers[worker].data
+    }
+}
+
+/// The native CPU engine: the reference every other backend is checked against, and fast
+/// (packed SIMD GEMM, convolutions as per-image im2col + GEMM, images split across cores).
+public final class CPUBackend: Backend, @unchecked Sendable {
+    public let pool: WorkerPool
+    public var name: String { "cpu (\(pool.count) thread\(pool.count == 1 ? "" : "s"))" }
+    private let patches: WorkerBuffers
+    private let partials: WorkerBuffers
+
+    public init(threads: Int? = nil) {
+        pool = WorkerPool(threads: threads)
+        patches = WorkerBuffers(workers: pool.count)
+        partials = WorkerBuffers(workers: pool.count)
+    }
+
+    @inline(__always) func ptr(_ b: DeviceBuffer) -> UnsafeMutablePointer<Float> {
+        unsafeDowncast(b, to: Tensor.self).data
+    }
+
+    public func makeBuffer(count: Int) -> DeviceBuffer { Tensor(shape: [count]) }
+
+    public func write(_ source: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer, offset: Int) {
+        precondition(offset + source.count <= buffer.count, "write past the end of a buffer")
+        (ptr(buffer) + offset).update(from: source.baseAddress!, count: source.count)
+    }
+
+    public func read(_ buffer: DeviceBuffer, offset: Int, into destination: UnsafeMutableBufferPointer<Float>) {
+        precondition(offset + destination.count <= buffer.count, "read past the end of a buffer")
+        destination.baseAddress!.update(from: ptr(buffer) + offset, count: destination.count)
+    }
+
+    public func synchronize() {}
+
+    // MARK: dense
+
+    public func denseForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
+                             batch: Int, inputs: Int, outputs: Int, relu: Bool) {
+        let yp = ptr(y), bp = ptr(b)
+        // x[B,K] . w[K,N]
+        gemmParallel(m: batch, n: outputs, k: inputs, a: MatrixRef(ptr(x), ld: inputs),
+                     b: MatrixRef(ptr(w), ld: outputs), c: yp, ldc: outputs, accumulate: false, pool: pool)
+        for r in 0..<batch { biasActivate(yp + r * outputs, bias: bp, channels: outputs, pixels: 1, relu: relu) }
+    }
+
+    public func denseBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
+                              dw: DeviceBuffer, db: DeviceBuffer, batch: Int, inputs: Int, outputs: Int) {
+        let dyp = ptr(dy)
+        // dw[K,N] = x^T[K,B] . dy[B,N]
+        gemmParallel(m: inputs, n: outputs, k: batch, a: MatrixRef(ptr(x), ld: inputs, transposed: true),
+                     b: MatrixRef(dyp, ld: outputs), c: ptr(dw), ldc: outputs, accumulate: false, pool: pool)
+        columnSums(dyp, rows: batch, columns: outputs, into: ptr(db))
+        if let dx {
+            // dx[B,K] = dy[B,N] . w^T[N,K]
+            gemmParallel(m: batch, n: inputs, k: outputs, a: MatrixRef(dyp, ld: outputs),
+                         b: MatrixRef(ptr(w), ld: outputs, transposed: true), c: ptr(dx), ldc: inputs,
+                         accumulate: false, pool: pool)
+        }
+    }
+
+    // MARK: convolution
+
+    public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
+                            shape s: ConvShape, relu: Bool) {
+        let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
+        let wp = ptr(w), bp = ptr(b)
+        let pixels = s.outHeight * s.outWidth, kk = s.patchSize
+        let inStride = s.height * s.width * s.inChannels, outStride = pixels * s.outChannels
+        pool.parallelRanges(s.batch) { worker, images in
+            let cols = self.patches.get(worker, pixels * kk)
+            for n in images {
+                let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
+                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
+                im2col(xi, s, into: cols)
+                // y[P,Cout] = cols[P,K] . w[K,Cout]
+                gemm(m: pixels, n: s.outChannels, k: kk, a: MatrixRef(cols, ld: kk),
+                     b: MatrixRef(wp, ld: s.outChannels), c: yi, ldc: s.outChannels, accumulate: false,
+                     scratch: self.pool.scratch[worker])
+                biasActivate(yi, bias: bp, channels: s.outChannels, pixels: pixels, relu: relu)
+            }
+        }
+    }
+
+    public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
+                             dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
+        let xa = UInt(bitPattern: ptr(x)), dya = UInt(bitPattern: ptr(dy))
+        let dxa = dx.map { UInt(bitPattern: ptr($0)) }
+        let wp = ptr(w)
+        let pixels = s.outHeight * s.outWidth, kk = s.patchSize, cout = s.outChannels
+        let inStride = s.height * s.width * s.inChannels, outStride = pixels * cout
+        let wCount = s.weightCount
+        let workers = max(1, min(pool.count, s.batch))
+        // Each worker sums dw and db over its own images into a private buffer; the partial sums are
+        // then added in worker order, so the result does not depend on timing.
+        pool.parallelRanges(s.batch) { worker, images in
+            let cols = self.patches.get(worker, pixels * kk)
+            let part = self.partials.get(worker, wCount + cout)
+            part.update(repeating: 0, count: wCount + cout)
+            for n in images {
+                let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
+                let dyi = UnsafeMutablePointer<Float>(bitPattern: dya)! + n * outStride
+                im2col(xi, s, into: cols)
+                // dw[K,Cout] += cols^T[K,P] . dy[P,Cout]
+                gemm(m: kk, n: cout, k: pixels, a: MatrixRef(cols, ld: kk, transposed: true),
+                     b: MatrixRef(dyi, ld: cout), c: part, ldc: cout, accumulate: true,
+                     scratch: self.pool.scratch[worker])
+                columnSums(dyi, rows: pixels, columns: cout, into: part + wCount, accumulate: true)
+                if let dxa {
+                    // dcols[P,K] = dy[P,Cout] . w^T[Cout,K], then scattered back onto the image.
+                    gemm(m: pixels, n: kk, k: cout, a: MatrixRef(dyi, ld: cout),
+                         b: MatrixRef(wp, ld: cout, transposed: true), c: cols, ldc: kk, accumulate: false,
+                         scratch: self.pool.scratch[worker])
+                    col2im(cols, s, into: UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride)
+                }
+            }
+        }
+        let dwp = ptr(dw), dbp = ptr(db)
+        let first = partials.get(0, wCount + cout)
+        dwp.update(from: first, count: wCount)
+        dbp.update(from: first + wCount, count: cout)
+        for worker in 1..<max(workers, 1) {
+            let part = partials.get(worker, wCount + cout)
+            add(part, into: dwp, count: wCount)
+            add(part + wCount, into: dbp, count: cout)
+        }
+    }
+
+    // MARK: pooling, activation, loss, update
+
+    public func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape s: PoolShape) {
+        let xp = ptr(x), yp = ptr(y)
+        let c = s.channels, rowIn = s.width * c
+        for n in 0..<s.batch {
+            for oy in 0..<s.outHeight {
+                let r0 = xp + ((n * s.height + 2 * oy) * s.width) * c
+                let out = yp + ((n * s.outHeight + oy) * s.outWidth) * c
+                for ox in 0..<s.outWidth {
+                    let p = r0 + 2 * ox * c, o = out + ox * c
+                    for ch in 0..<c {
+                        o[ch] = max(max(p[ch], p[ch + c]), max(p[ch + rowIn], p[ch + rowIn + c]))
+                    }
+                }
+            }
+        }
+    }
+
+    public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
+        let xp = ptr(x), dyp = ptr(dy), dxp = ptr(dx)
+        dxp.update(repeating: 0, count: s.inputCount)
+        let c = s.channels, rowIn = s.width * c
+        for n in 0..<s.batch {
+            for oy in 0..<s.outHeight {
+                let base = ((n * s.height + 2 * oy) * s.width) * c
+                let g = dyp + ((n * s.outHeight + oy) * s.outWidth) * c
+                for ox in 0..<s.outWidth {
+                    let o = base + 2 * ox * c
+                    for ch in 0..<c {
+                        // first maximum in window order (0,0) (0,1) (1,0) (1,1)
+                        var best = o + ch
+                        if xp[o + ch + c] > xp[best] { best = o + ch + c }
+                        if xp[o + ch + rowIn] > xp[best] { best = o + ch + rowIn }
+                        if xp[o + ch + rowIn + c] > xp[best] { best = o + ch + rowIn + c }
+                        dxp[best] = g[ox * c + ch]
+                    }
+                }
+            }
+        }
+    }
+
+    public func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int) {
+        let yp = ptr(y), dyp = ptr(dy)
+        for i in 0..<count where yp[i] <= 0 { dyp[i] = 0 }
+    }
+
+    public func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,
+                        batch: Int, outputs: Int) -> Float {
+        let p = ptr(prediction), t = ptr(target), g = ptr(grad)
+        let n = batch * outputs
+        let scale = Float(2) / Float(n)
+        var sum: Double = 0
+        for i in 0..<n {
+            let d = p[i] - t[i]
+            sum += Double(d * d)
+            g[i] = scale * d
+        }
+        return Float(sum / Double(n))
+    }
+
+    public func nesterovUpdate(parameter: DeviceBuffer, gradient: DeviceBuffer, velocity: DeviceBuffer,
+                               count: Int, learningRate lr: Float, momentum m: Float) {
+        let pa = UInt(bitPattern: ptr(parameter)), ga = UInt(bitPattern: ptr(gradient))
+        let va = UInt(bitPattern: ptr(velocity))
+        pool.parallelRanges(count, minChunk: 1 << 16) { _, range in
+            let p = UnsafeMutablePointer<Float>(bitPattern: pa)!, g = UnsafeMutablePointer<Float>(bitPattern: ga)!
+            let v = UnsafeMutablePointer<Float>(bitPattern: va)!
+            for i in range {
+                let step = lr * g[i]
+                let nv = m * v[i] - step
+                v[i] = nv
+                p[i] += m * nv - step
+            }
+        }
+    }
+}
+
+// MARK: helpers (shape comments: NHWC images, [k][k][Cin][Cout] weights)
+
+/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel.
+@inline(__always)
+func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, into cols: UnsafeMutablePointer<Float>) {
+    let c = s.inChannels, k = s.kernel, kk = s.patchSize
+    let run = k * c  // one kernel row of the patch is contiguous in NHWC
+    for oy in 0..<s.outHeight {
+        for ox in 0..<s.outWidth {
+            let dst = cols + (oy * s.outWidth + ox) * kk
+            for ky in 0..<k {
+                (dst + ky * run).update(from: x + ((oy + ky) * s.width + ox) * c, count: run)
+            }
+        }
+    }
+}
+
+/// The adjoint of im2col: dx[H,W,Cin] = sum of the patch gradients over the pixels they came from.
+@inline(__always)
+func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, into dx: UnsafeMutablePointer<Float>) {
+    let c = s.inChannels, k = s.kernel, kk = s.patchSize
+    let run = k * c
+    dx.update(repeating: 0, count: s.height * s.width * c)
+    for oy in 0..<s.outHeight {
+        for ox in 0..<s.outWidth {
+            let src = cols + (oy * s.outWidth + ox) * kk
+            for ky in 0..<k {
+                let d = dx + ((oy + ky) * s.width + ox) * c
+                let r = src + ky * run
+                for i in 0..<run { d[i] += r[i] }
+            }
+        }
+    }
+}
+
+/// y[P, C] += bias[C], then max(0, .) if relu.
+@inline(__always)
+func biasActivate(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, pixels: Int, relu: Bool) {
+    for p in 0..<pixels {
+        let row = y + p * channels
+        if relu {
+            for ch in 0..<channels { row[ch] = max(row[ch] + bias[ch], 0) }
+        } else {
+            for ch in 0..<channels { row[ch] += bias[ch] }
+        }
+    }
+}
+
+@inline(__always)
+func columnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>,
+                accumulate: Bool = false) {
+    if !accumulate { out.update(repeating: 0, count: columns) }
+    for r in 0..<rows {
+        let row = m + r * columns
+        for j in 0..<columns { out[j] += row[j] }
+    }
+}
+
+@inline(__always)
+func add(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { dst[i] += src[i] }
+}

@@ -1,0 +1,50 @@
+import FKPEngine
+import FKPTensor
+import Foundation
+
+
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let description: String
+    public init(description: String) { self.description = description }
+}
+
+extension Net {
+    /// Metadata keys every fkp-batch checkpoint carries (strings, as safetensors requires).
+    public static let layoutNote =
+        "NHWC images; conv weights [kh,kw,cin,cout]; dense weights [in,out]; conv features flattened in HWC order"
+    public static let scalingNote = "x = pixel / 255; y = (v - 48) / 48; v = y * 48 + 48 clipped to [0, 96]"
+
+    /// Saves the weights (and, for resuming, the velocities) with a metadata entry describing the model.
+    public func save(path: String, metadata: [String: String], includeVelocity: Bool = false,
+                     dtype: Safetensors.DType = .f32) throws {
+        var entries = exportParameters().map { Safetensors.Entry(name: $0.name, shape: $0.shape, values: $0.values) }
+        if includeVelocity {
+            entries += parameters.map {
+                Safetensors.Entry(name: "optimizer.velocity.\($0.name)", shape: $0.shape, values: backend.download($0.velocity))
+            }
+        }
+        var meta = metadata
+        meta["model"] = meta["model"] ?? architecture.name
+        meta["keypoints"] = architecture.outputs == 30 ? Keypoints.columns.joined(separator: ",") : meta["keypoints"]
+        meta["input_scaling"] = Net.scalingNote
+        meta["layout"] = Net.layoutNote
+        meta["format"] = "fkp-batch 1"
+        try Safetensors.write(Safetensors.File(tensors: entries, metadata: meta), path: path, dtype: dtype)
+    }
+
+    /// Loads weights (and velocities when present and asked for) by name; shapes must match exactly.
+    public func load(_ file: Safetensors.File, path: String, velocities: Bool = false) throws {
+        for p in parameters {
+            guard let e = file[p.name] else {
+                throw CheckpointError(description: "\(path): tensor \(p.name) is missing (is this a \(architecture.name) model?)")
+            }
+            guard e.shape == p.shape else {
+                throw CheckpointError(description: "\(path): tensor \(p.name) has shape \(e.shape), \(architecture.name) needs \(p.shape)")
+            }
+            e.values.withUnsafeBufferPointer { backend.write($0, to: p.value, offset: 0) }
+            if velocities, let v = file["optimizer.velocity.\(p.name)"], v.shape == p.shape {
+                v.values.withUnsafeBufferPointer { backend.write($0, to: p.velocity, offset: 0) }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import FKPEngine
+import FKPTensor
+
+/// A feed-forward net built from an Architecture on one backend, with every buffer allocated once
+/// for `maxBatch` images.
+public final class Net {
+    public let architecture: Architecture
+    public let backend: Backend
+    public let maxBatch: Int
+    public let layers: [Layer]
+    public let input: DeviceBuffer
+    public let target: DeviceBuffer
+    let outputGradient: DeviceBuffer
+
+    public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+    public var inputSize: Int { architecture.inputShape.reduce(1, *) }
+    public var outputs: Int { architecture.outputs }
+    public var output: DeviceBuffer { layers.last!.output }
+
+    public init(_ architecture: Architecture, backend: Backend, maxBatch: Int) {
+        self.architecture = architecture
+        self.backend = backend
+        self.maxBatch = maxBatch
+        var shape = architecture.inputShape
+        var built: [Layer] = []
+        for spec in architecture.layers {
+            let first = built.isEmpty
+            let layer: Layer
+            switch spec {
+            case let .conv(name, filters, kernel):
+                layer = ConvLayer(name: name, input: shape, filters: filters, kernel: kernel, maxBatch: maxBatch,
+                                  needsInputGradient: !first, backend: backend)
+            case let .pool(name):
+                layer = MaxPoolLayer(name: name, input: shape, maxBatch: maxBatch, backend: backend)
+            case let .dense(name, units):
+                layer = DenseLayer(name: name, inputs: shape.reduce(1, *), outputs: units, relu: true,
+                                   maxBatch: maxBatch, needsInputGradient: !first, backend: backend)
+            case let .output(units):
+                layer = DenseLayer(name: "output", inputs: shape.reduce(1, *), outputs: units, relu: false,
+                                   maxBatch: maxBatch, needsInputGradient: !first, backend: backend)
+            }
+            built.append(layer)
+            shape = layer.outputShape
+        }
+        layers = built
+        input = backend.makeBuffer(count: maxBatch * architecture.inputShape.reduce(1, *))
+        target = backend.makeBuffer(count: maxBatch * architecture.outputs)
+        outputGradient = backend.makeBuffer(count: maxBatch * architecture.outputs)
+    }
+
+    /// Lasagne's initialisation: Glorot-uniform weights (bound sqrt(6 / (fan_in + fan_out))), zero biases,
+    /// zero velocities. Parameters are drawn in layer order from one seeded generator.
+    public func initialise(seed: UInt64) {
+        var rng = Xoshiro(seed: seed)
+        for p in parameters {
+            let t = Tensor(shape: [p.count])
+            if let (fanIn, fanOut) = p.fans {
+                let bound = (6.0 / Float(fanIn + fanOut)).squareRoot()
+                for i in 0..<t.count { t[i] = (rng.nextFloat() * 2 - 1) * bound }
+            }
+            backend.write(t, to: p.value)
+            backend.write(Tensor(shape: [p.count]), to: p.velocity)
+        }
+    }
+
+    /// Runs the net on the first `batch` images already in `input`; the result is in `output`.
+    public func forward(batch: Int, training: Bool) {
+        precondition(batch > 0 && batch <= maxBatch, "batch \(batch) outside 1...\(maxBatch)")
+        var x = input
+        for layer in layers {
+            layer.forward(x, batch: batch, training: training)
+            x = layer.output
+        }
+    }
+
+    /// Forward + MSE + backward + Nesterov update on the batch in `input`/`target`. Returns the loss.
+    @discardableResult
+    public func trainStep(batch: Int, learningRate: Float, momentum: Float) -> Float {
+        forward(batch: batch, training: true)
+        let loss = backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
+        backward(batch: batch)
+        for p in parameters {
+            backend.nesterovUpdate(parameter: p.value, gradient: p.gradient, velocity: p.velocity, count: p.count,
+                                   learningRate: learningRate, momentum: momentum)
+        }
+        return loss
+    }
+
+    /// Fills every parameter's gradient for the loss whose output gradient was just computed.
+    public func backward(batch: Int) {
+        var grad = outputGradient
+        for i in stride(from: layers.count - 1, through: 0, by: -1) {
+            let layerInput = i == 0 ? input : layers[i - 1].output
+            layers[i].backward(layerInput, outputGradient: grad, batch: batch, needInputGradient: i > 0)
+            if i > 0 { grad = layers[i].inputGradient! }
+        }
+    }
+
+    /// Loss on the batch in `input`/`target` without training.
+    public func evaluate(batch: Int) -> Float {
+        forward(batch: batch, training: false)
+        return backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
+    }
+
+    /// Multiply-adds of one forward pass over one image.
+    public var forwardMACs: Int {
+        layers.reduce(0) { sum, layer in
+            if let c = layer as? ConvLayer { var s = c.shape; s.batch = 1; return sum + s.macs }
+            if let d = layer as? DenseLayer { return sum + d.inputs * d.outputs }
+            return sum
+        }
+    }
+
+    /// The named parameters as host tensors.
+    public func exportParameters() -> [(name: String, shape: [Int], values: [Float])] {
+        parameters.map { ($0.name, $0.shape, backend.download($0.value)) }
+    }
+}

@@ -1,0 +1,40 @@
+import FKPEngine
+import FKPNets
+import FKPTensor
+import Foundation
+
+/// A trained model read from a safetensors file: its architecture comes from the metadata.
+public enum ModelFile {
+    public static func load(path: String, backend: Backend, maxBatch: Int = 128) throws -> Net {
+        let file = try Safetensors.read(path: path)
+        guard let name = file.metadata["model"] else {
+            throw CheckpointError(description: "\(path): no 'model' entry in the metadata; not an fkp-batch model")
+        }
+        guard let arch = Architecture.named(name) else {
+            throw CheckpointError(description: "\(path): unknown model '\(name)' (known: net1, net2)")
+        }
+        let net = Net(arch, backend: backend, maxBatch: maxBatch)
+        try net.load(file, path: path)
+        return net
+    }
+}
+
+/// Runs a net over many images (each 9216 floats in 0...1) and returns keypoints in pixels.
+public func predictKeypoints(net: Net, images: Tensor) -> [[Float]] {
+    let n = images.shape[0], size = net.inputSize, outs = net.outputs
+    var result: [[Float]] = []
+    result.reserveCapacity(n)
+    let out = Tensor(shape: [net.maxBatch * outs])
+    var start = 0
+    while start < n {
+        let b = min(net.maxBatch, n - start)
+        net.backend.write(UnsafeBufferPointer(start: images.data + start * size, count: b * size), to: net.input, offset: 0)
+        net.forward(batch: b, training: false)
+        net.backend.read(net.output, offset: 0, into: UnsafeMutableBufferPointer(start: out.data, count: b * outs))
+        for i in 0..<b {
+            result.append((0..<outs).map { min(max(out[i * outs + $0] * 48 + 48, 0), 96) })
+        }
+        start += b
+    }
+    return result
+}

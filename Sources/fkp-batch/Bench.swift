@@ -1,0 +1,87 @@
+import ArgumentParser
+import FKPEngine
+import FKPNets
+import FKPTensor
+import FKPTrain
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training and inference speed of net1 and net2.",
+        discussion: """
+        Trains on --images random 96x96 images (1712 = the tutorial's training set size, batch 128) and
+        reports seconds per epoch, inference images per second and the GFLOP/s each reaches (a training
+        epoch counts 3x the forward FLOPs). Median of --repeat runs after one warm-up. Results go to stdout
+        (a table, or JSON lines with --format json, as bench/compare.sh reads them next to PyTorch's).
+        """)
+
+    @Option(help: "Models to measure, comma-separated.") var models: String = "net1,net2"
+    @Option(help: "Training images per epoch.") var images: Int = 1712
+    @Option(help: "Timed repetitions (the median is reported).") var `repeat`: Int = 3
+    @Option(help: "Output: table or json.") var format: String = "table"
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard images >= 1, `repeat` >= 1 else { throw ValidationError("--images and --repeat must be at least 1") }
+        guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+        for m in models.split(separator: ",") where Architecture.named(String(m)) == nil {
+            throw ValidationError("unknown model '\(m)' in --models")
+        }
+    }
+
+    func run() throws {
+        let backend = engine.makeBackend()
+        var rng = Xoshiro(seed: 7)
+        let x = Tensor(shape: [images, Keypoints.imageSize])
+        for i in 0..<x.count { x[i] = rng.nextFloat() }
+        let y = Tensor(shape: [images, Keypoints.count])
+        for i in 0..<y.count { y[i] = rng.nextFloat() * 2 - 1 }
+        let data = TrainingData(images: x, targets: y)
+        let threads = (backend as? CPUBackend)?.pool.count ?? 0
+        if format == "table" {
+            print("model  device                 s/epoch  train GFLOP/s    infer img/s  infer GFLOP/s")
+        }
+        for model in models.split(separator: ",").map(String.init) {
+            let net = Net(Architecture.named(model)!, backend: backend, maxBatch: 128)
+            net.initialise(seed: 1)
+            var config = TrainConfig()
+            config.learningRate = 1e-4  // keep the weights sane over repeated epochs on random data
+            let trainer = Trainer(net: net, train: data, valid: TrainingData(images: Tensor(shape: [0, Keypoints.imageSize]), targets: Tensor(shape: [0, Keypoints.count])), config: config)
+            _ = try? trainer.runEpoch()  // warm-up
+            var epochTimes: [Double] = []
+            for _ in 0..<`repeat` {
+                let t0 = Date()
+                _ = try? trainer.runEpoch()
+                backend.synchronize()
+                epochTimes.append(Date().timeIntervalSince(t0))
+            }
+            var inferTimes: [Double] = []
+            for _ in 0..<`repeat` {
+                let t0 = Date()
+                _ = predictKeypoints(net: net, images: x)
+                inferTimes.append(Date().timeIntervalSince(t0))
+            }
+            let epoch = median(epochTimes), infer = median(inferTimes)
+            let flopPerImage = 2.0 * Double(net.forwardMACs)
+            let trainGF = 3 * flopPerImage * Double(images) / epoch / 1e9
+            let ips = Double(images) / infer
+            let inferGF = flopPerImage * ips / 1e9
+            if format == "json" {
+                print(jsonLine(["impl": "fkp-batch", "model": model, "device": engine.deviceName, "backend": backend.name,
+                                "threads": threads, "train_images": images, "epoch_seconds": epoch,
+                                "train_gflops": trainGF, "infer_images_per_second": ips, "infer_gflops": inferGF]))
+            } else {
+                print(String(format: "%-6@ %-20@ %8.3f  %13.1f  %13.1f  %13.1f", model, backend.name, epoch, trainGF, ips, inferGF))
+            }
+        }
+    }
+}
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func jsonLine(_ object: [String: Any]) -> String {
+    String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+}

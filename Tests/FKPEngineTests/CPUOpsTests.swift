@@ -1,0 +1,225 @@
+import FKPEngine
+import FKPTensor
+import XCTest
+
+/// Each CPU op against a plain reference (naive loops written here) and against finite differences.
+final class CPUOpsTests: XCTestCase {
+    let cpu = CPUBackend(threads: 2)
+
+    func naiveGemm(_ m: Int, _ n: Int, _ k: Int, _ a: [Float], ta: Bool, _ b: [Float], tb: Bool) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n {
+            var s: Double = 0
+            for p in 0..<k {
+                let av = ta ? a[p * m + i] : a[i * k + p]
+                let bv = tb ? b[j * k + p] : b[p * n + j]
+                s += Double(av) * Double(bv)
+            }
+            c[i * n + j] = Float(s)
+        } }
+        return c
+    }
+
+    func testGemmMatchesNaiveOnOddShapesAndTransposes() {
+        var rng = Xoshiro(seed: 1)
+        for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40)] {
+            for ta in [false, true] { for tb in [false, true] {
+                let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
+                let want = naiveGemm(m, n, k, a, ta: ta, b, tb: tb)
+                var got = [Float](repeating: 0, count: m * n)
+                let pool = WorkerPool(threads: 2)
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
+                    gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: ta ? m : k, transposed: ta),
+                                 b: MatrixRef(bp.baseAddress!, ld: tb ? k : n, transposed: tb),
+                                 c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
+                } } }
+                let err = Check.normalisedError(got, want)
+                XCTAssertLessThan(err, 1e-5, "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
+            } }
+        }
+    }
+
+    func testGemmAccumulates() {
+        var rng = Xoshiro(seed: 2)
+        let (m, n, k) = (10, 20, 30)
+        let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
+        let base = Check.random(m * n, &rng)
+        var c = base
+        let pool = WorkerPool(threads: 1)
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+            gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: k), b: MatrixRef(bp.baseAddress!, ld: n),
+                         c: cp.baseAddress!, ldc: n, accumulate: true, pool: pool)
+        } } }
+        let prod = naiveGemm(m, n, k, a, ta: false, b, tb: false)
+        XCTAssertLessThan(Check.normalisedError(c, zip(base, prod).map { $0 + $1 }), 1e-5)
+    }
+
+    /// Direct convolution, NHWC, weights [k][k][Cin][Cout].
+    func naiveConv(_ x: [Float], _ w: [Float], _ b: [Float], _ s: ConvShape, relu: Bool) -> [Float] {
+        var y = [Float](repeating: 0, count: s.outputCount)
+        for n in 0..<s.batch { for oy in 0..<s.outHeight { for ox in 0..<s.outWidth { for co in 0..<s.outChannels {
+            var acc = Double(b[co])
+            for ky in 0..<s.kernel { for kx in 0..<s.kernel { for ci in 0..<s.inChannels {
+                let xv = x[((n * s.height + oy + ky) * s.width + ox + kx) * s.inChannels + ci]
+                let wv = w[((ky * s.kernel + kx) * s.inChannels + ci) * s.outChannels + co]
+                acc += Double(xv) * Double(wv)
+            } } }
+            let v = Float(acc)
+            y[((n * s.outHeight + oy) * s.outWidth + ox) * s.outChannels + co] = relu ? max(v, 0) : v
+        } } } }
+        return y
+    }
+
+    func testConvForwardMatchesDirectConvolution() {
+        var rng = Xoshiro(seed: 3)
+        for s in [ConvShape(batch: 3, height: 9, width: 8, inChannels: 1, outChannels: 5, kernel: 3),
+                  ConvShape(batch: 2, height: 7, width: 7, inChannels: 4, outChannels: 17, kernel: 2),
+                  ConvShape(batch: 5, height: 6, width: 11, inChannels: 3, outChannels: 2, kernel: 3)] {
+            let x = Check.random(s.inputCount, &rng), w = Check.random(s.weightCount, &rng)
+            let b = Check.random(s.outChannels, &rng)
+            for relu in [false, true] {
+                let y = cpu.makeBuffer(count: s.outputCount)
+                cpu.convForward(x: cpu.buffer(x), w: cpu.buffer(w), b: cpu.buffer(b), y: y, shape: s, relu: relu)
+                XCTAssertLessThan(Check.normalisedError(cpu.download(y), naiveConv(x, w, b, s, relu: relu)), 1e-5, "\(s)")
+            }
+        }
+    }
+
+    func testConvBackwardMatchesFiniteDifferences() {
+        var rng = Xoshiro(seed: 4)
+        let s = ConvShape(batch: 3, height: 6, width: 5, inChannels: 2, outChannels: 3, kernel: 2)
+        var x = Check.random(s.inputCount, &rng), w = Check.random(s.weightCount, &rng)
+        var b = Check.random(s.outChannels, &rng)
+        let r = Check.random(s.outputCount, &rng)  // L = sum(r * y): dL/dy = r
+        func loss(_ x: [Float], _ w: [Float], _ b: [Float]) -> Double {
+            zip(naiveConv(x, w, b, s, relu: false), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let dx = cpu.makeBuffer(count: s.inputCount), dw = cpu.makeBuffer(count: s.weightCount)
+        let db = cpu.makeBuffer(count: s.outChannels)
+        cpu.convBackward(x: cpu.buffer(x), w: cpu.buffer(w), dy: cpu.buffer(r), dx: dx, dw: dw, db: db, shape: s)
+        let (x0, w0, b0) = (x, w, b)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dx), Check.numericGradient(&x) { loss($0, w0, b0) }), 1e-3)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dw), Check.numericGradient(&w) { loss(x0, $0, b0) }), 1e-3)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(db), Check.numericGradient(&b) { loss(x0, w0, $0) }), 1e-3)
+    }
+
+    func testDenseForwardAndBackwardMatchFiniteDifferences() {
+        var rng = Xoshiro(seed: 5)
+        let (batch, inputs, outputs) = (5, 19, 7)
+        var x = Check.random(batch * inputs, &rng), w = Check.random(inputs * outputs, &rng)
+        var b = Check.random(outputs, &rng)
+        let r = Check.random(batch * outputs, &rng)
+        func forward(_ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
+            var y = naiveGemm(batch, outputs, inputs, x, ta: false, w, tb: false)
+            for i in 0..<batch { for j in 0..<outputs { y[i * outputs + j] += b[j] } }
+            return y
+        }
+        let y = cpu.makeBuffer(count: batch * outputs)
+        cpu.denseForward(x: cpu.buffer(x), w: cpu.buffer(w), b: cpu.buffer(b), y: y, batch: batch, inputs: inputs,
+                         outputs: outputs, relu: false)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(y), forward(x, w, b)), 1e-5)
+        func loss(_ x: [Float], _ w: [Float], _ b: [Float]) -> Double {
+            zip(forward(x, w, b), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let dx = cpu.makeBuffer(count: x.count), dw = cpu.makeBuffer(count: w.count), db = cpu.makeBuffer(count: outputs)
+        cpu.denseBackward(x: cpu.buffer(x), w: cpu.buffer(w), dy: cpu.buffer(r), dx: dx, dw: dw, db: db,
+                          batch: batch, inputs: inputs, outputs: outputs)
+        let (x0, w0, b0) = (x, w, b)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dx), Check.numericGradient(&x) { loss($0, w0, b0) }), 1e-3)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dw), Check.numericGradient(&w) { loss(x0, $0, b0) }), 1e-3)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(db), Check.numericGradient(&b) { loss(x0, w0, $0) }), 1e-3)
+    }
+
+    func testReluForwardAndBackward() {
+        var rng = Xoshiro(seed: 6)
+        let (batch, inputs, outputs) = (4, 6, 5)
+        var x = Check.random(batch * inputs, &rng)
+        let w = Check.random(inputs * outputs, &rng), b = Check.random(outputs, &rng)
+        let r = Check.random(batch * outputs, &rng)
+        func forward(_ x: [Float]) -> [Float] {
+            let y = cpu.makeBuffer(count: batch * outputs)
+            cpu.denseForward(x: cpu.buffer(x), w: cpu.buffer(w), b: cpu.buffer(b), y: y, batch: batch, inputs: inputs,
+                             outputs: outputs, relu: true)
+            return cpu.download(y)
+        }
+        let y = forward(x)
+        XCTAssertTrue(y.allSatisfy { $0 >= 0 } && y.contains { $0 == 0 } && y.contains { $0 > 0 })
+        let dy = cpu.buffer(r)
+        cpu.reluBackward(y: cpu.buffer(y), dy: dy, count: y.count)
+        let dx = cpu.makeBuffer(count: x.count), dw = cpu.makeBuffer(count: w.count), db = cpu.makeBuffer(count: outputs)
+        cpu.denseBackward(x: cpu.buffer(x), w: cpu.buffer(w), dy: dy, dx: dx, dw: dw, db: db,
+                          batch: batch, inputs: inputs, outputs: outputs)
+        let numeric = Check.numericGradient(&x, eps: 1e-3) { xs in
+            zip(forward(xs), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dx), numeric), 1e-2)
+    }
+
+    func testMaxPoolForwardBackward() {
+        var rng = Xoshiro(seed: 7)
+        let s = PoolShape(batch: 2, height: 5, width: 7, channels: 3)  // odd sizes: last row/column dropped
+        var x = Check.random(s.inputCount, &rng)
+        let r = Check.random(s.outputCount, &rng)
+        func forward(_ x: [Float]) -> [Float] {
+            let y = cpu.makeBuffer(count: s.outputCount)
+            cpu.maxPoolForward(x: cpu.buffer(x), y: y, shape: s)
+            return cpu.download(y)
+        }
+        // reference forward
+        var want = [Float](repeating: 0, count: s.outputCount)
+        for n in 0..<2 { for oy in 0..<2 { for ox in 0..<3 { for c in 0..<3 {
+            var m = -Float.infinity
+            for dy in 0..<2 { for dx in 0..<2 { m = max(m, x[((n * 5 + 2 * oy + dy) * 7 + 2 * ox + dx) * 3 + c]) } }
+            want[((n * 2 + oy) * 3 + ox) * 3 + c] = m
+        } } } }
+        XCTAssertEqual(forward(x), want)
+        let dx = cpu.makeBuffer(count: s.inputCount)
+        cpu.maxPoolBackward(x: cpu.buffer(x), dy: cpu.buffer(r), dx: dx, shape: s)
+        let numeric = Check.numericGradient(&x, eps: 1e-3) { xs in
+            zip(forward(xs), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dx), numeric), 1e-2)
+    }
+
+    func testMSELossAndGradient() {
+        var rng = Xoshiro(seed: 8)
+        var p = Check.random(4 * 30, &rng)
+        let t = Check.random(4 * 30, &rng)
+        let g = cpu.makeBuffer(count: p.count)
+        let loss = cpu.mseLoss(prediction: cpu.buffer(p), target: cpu.buffer(t), grad: g, batch: 4, outputs: 30)
+        let want = zip(p, t).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } / Double(p.count)
+        XCTAssertEqual(Double(loss), want, accuracy: 1e-6)
+        let numeric = Check.numericGradient(&p, eps: 1e-3) { ps in
+            zip(ps, t).reduce(0.0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } / Double(ps.count)
+        }
+        XCTAssertLessThan(Check.normalisedError(cpu.download(g), numeric), 1e-3)
+    }
+
+    func testNesterovMatchesLasagne() {
+        // Two steps by hand: v = m v - lr g; p += m v - lr g.
+        let p = cpu.buffer([1, -2]), g = cpu.buffer([0.5, 0.25]), v = cpu.buffer([0, 0])
+        cpu.nesterovUpdate(parameter: p, gradient: g, velocity: v, count: 2, learningRate: 0.1, momentum: 0.9)
+        // v = -0.05, -0.025; p = 1 + 0.9*-0.05 - 0.05 = 0.905 ; -2 + 0.9*-0.025 - 0.025 = -2.0475
+        XCTAssertEqual(cpu.download(v), [-0.05, -0.025])
+        let after1 = cpu.download(p)
+        XCTAssertEqual(after1[0], 0.905, accuracy: 1e-6)
+        XCTAssertEqual(after1[1], -2.0475, accuracy: 1e-6)
+        cpu.nesterovUpdate(parameter: p, gradient: g, velocity: v, count: 2, learningRate: 0.1, momentum: 0.9)
+        // v = 0.9*-0.05 - 0.05 = -0.095; p = 0.905 + 0.9*-0.095 - 0.05 = 0.7695
+        XCTAssertEqual(cpu.download(p)[0], 0.7695, accuracy: 1e-6)
+    }
+
+    func testConvIsDeterministicAcrossRuns() {
+        var rng = Xoshiro(seed: 9)
+        let s = ConvShape(batch: 16, height: 12, width: 12, inChannels: 4, outChannels: 8, kernel: 2)
+        let x = cpu.buffer(Check.random(s.inputCount, &rng)), w = cpu.buffer(Check.random(s.weightCount, &rng))
+        let dy = cpu.buffer(Check.random(s.outputCount, &rng))
+        var results: [[Float]] = []
+        for _ in 0..<2 {
+            let dw = cpu.makeBuffer(count: s.weightCount), db = cpu.makeBuffer(count: 8)
+            cpu.convBackward(x: x, w: w, dy: dy, dx: nil, dw: dw, db: db, shape: s)
+            results.append(cpu.download(dw))
+        }
+        XCTAssertEqual(results[0], results[1])
+    }
+}
