@@ -140,16 +140,19 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     // MARK: pooling, activation, loss, update
 
     public func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape s: PoolShape) {
-        let xp = ptr(x), yp = ptr(y)
+        let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
         let c = s.channels, rowIn = s.width * c
-        for n in 0..<s.batch {
-            for oy in 0..<s.outHeight {
-                let r0 = xp + ((n * s.height + 2 * oy) * s.width) * c
-                let out = yp + ((n * s.outHeight + oy) * s.outWidth) * c
-                for ox in 0..<s.outWidth {
-                    let p = r0 + 2 * ox * c, o = out + ox * c
-                    for ch in 0..<c {
-                        o[ch] = max(max(p[ch], p[ch + c]), max(p[ch + rowIn], p[ch + rowIn + c]))
+        pool.parallelRanges(s.batch) { _, images in
+            let xp = UnsafeMutablePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+            for n in images {
+                for oy in 0..<s.outHeight {
+                    let r0 = xp + ((n * s.height + 2 * oy) * s.width) * c
+                    let out = yp + ((n * s.outHeight + oy) * s.outWidth) * c
+                    for ox in 0..<s.outWidth {
+                        let p = r0 + 2 * ox * c, o = out + ox * c
+                        for ch in 0..<c {
+                            o[ch] = max(max(p[ch], p[ch + c]), max(p[ch + rowIn], p[ch + rowIn + c]))
+                        }
                     }
                 }
             }
@@ -157,22 +160,26 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
-        let xp = ptr(x), dyp = ptr(dy), dxp = ptr(dx)
-        dxp.update(repeating: 0, count: s.inputCount)
-        let c = s.channels, rowIn = s.width * c
-        for n in 0..<s.batch {
-            for oy in 0..<s.outHeight {
-                let base = ((n * s.height + 2 * oy) * s.width) * c
-                let g = dyp + ((n * s.outHeight + oy) * s.outWidth) * c
-                for ox in 0..<s.outWidth {
-                    let o = base + 2 * ox * c
-                    for ch in 0..<c {
-                        // first maximum in window order (0,0) (0,1) (1,0) (1,1)
-                        var best = o + ch
-                        if xp[o + ch + c] > xp[best] { best = o + ch + c }
-                        if xp[o + ch + rowIn] > xp[best] { best = o + ch + rowIn }
-                        if xp[o + ch + rowIn + c] > xp[best] { best = o + ch + rowIn + c }
-                        dxp[best] = g[ox * c + ch]
+        let xa = UInt(bitPattern: ptr(x)), dya = UInt(bitPattern: ptr(dy)), dxa = UInt(bitPattern: ptr(dx))
+        let c = s.channels, rowIn = s.width * c, imageIn = s.height * s.width * c
+        pool.parallelRanges(s.batch) { _, images in
+            let xp = UnsafeMutablePointer<Float>(bitPattern: xa)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
+            let dxp = UnsafeMutablePointer<Float>(bitPattern: dxa)!
+            (dxp + images.lowerBound * imageIn).update(repeating: 0, count: images.count * imageIn)
+            for n in images {
+                for oy in 0..<s.outHeight {
+                    let base = ((n * s.height + 2 * oy) * s.width) * c
+                    let g = dyp + ((n * s.outHeight + oy) * s.outWidth) * c
+                    for ox in 0..<s.outWidth {
+                        let o = base + 2 * ox * c
+                        for ch in 0..<c {
+                            // first maximum in window order (0,0) (0,1) (1,0) (1,1)
+                            var best = o + ch
+                            if xp[o + ch + c] > xp[best] { best = o + ch + c }
+                            if xp[o + ch + rowIn] > xp[best] { best = o + ch + rowIn }
+                            if xp[o + ch + rowIn + c] > xp[best] { best = o + ch + rowIn + c }
+                            dxp[best] = g[ox * c + ch]
+                        }
                     }
                 }
             }
@@ -180,8 +187,11 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int) {
-        let yp = ptr(y), dyp = ptr(dy)
-        for i in 0..<count where yp[i] <= 0 { dyp[i] = 0 }
+        let ya = UInt(bitPattern: ptr(y)), dya = UInt(bitPattern: ptr(dy))
+        pool.parallelRanges(count, minChunk: 1 << 15) { _, range in
+            let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
+            for i in range where yp[i] <= 0 { dyp[i] = 0 }
+        }
     }
 
     public func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,

@@ -1,0 +1,32 @@
+import FKPTensor
+
+/// Root mean squared error in pixels, overall and per keypoint (x and y of a point pooled), counting
+/// only labelled values.
+public struct RMSEReport: Sendable {
+    public var overall: Double
+    /// 15 keypoints, in Kaggle's column order.
+    public var perKeypoint: [Double]
+    public var values: Int
+
+    /// "left_eye_center", "right_eye_center", ...
+    public static let keypointNames: [String] = stride(from: 0, to: Keypoints.count, by: 2).map {
+        String(Keypoints.columns[$0].dropLast(2))
+    }
+
+    public init(predicted: [[Float]], truth: Tensor) {
+        var total = 0.0, n = 0
+        var sums = [Double](repeating: 0, count: 15), counts = [Int](repeating: 0, count: 15)
+        for (r, row) in predicted.enumerated() {
+            for c in 0..<Keypoints.count {
+                let t = truth[r * Keypoints.count + c]
+                if t.isNaN { continue }
+                let d = Double(row[c] - t)
+                total += d * d; n += 1
+                sums[c / 2] += d * d; counts[c / 2] += 1
+            }
+        }
+        overall = n > 0 ? (total / Double(n)).squareRoot() : .nan
+        perKeypoint = zip(sums, counts).map { $1 > 0 ? ($0 / Double($1)).squareRoot() : .nan }
+        values = n
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import FKPEngine
+import FKPExport
+import FKPIngest
+import FKPNets
+import FKPTensor
+import FKPTrain
+import Foundation
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "RMSE in pixels of a model on a labelled CSV, overall and per keypoint.",
+        discussion: """
+        Every labelled value counts (blanks are skipped). The RMSE is in pixels of the 96x96 frame; the
+        tutorial's figure of merit (Kaggle scored the same way). Output on stdout: a table, or one JSON
+        object with --format json.
+
+        Example:
+          fkp-batch evaluate --model net1.safetensors samples/training-sample.csv --format json
+        """)
+
+    @Option(help: "Trained model (safetensors).") var model: String
+    @Argument(help: "Labelled CSV (30 keypoint columns + Image).") var data: String
+    @Option(help: "Output: table or json.") var format: String = "table"
+    @Flag(name: .customLong("skip-bad-rows"), help: "Skip malformed CSV rows with a warning.") var skipBadRows = false
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
+    }
+
+    func run() throws {
+        let backend = engine.makeBackend()
+        let net: Net
+        let read: KaggleCSV.Result
+        do {
+            net = try ModelFile.load(path: model, backend: backend)
+            read = try KaggleCSV.read(path: data, skipBadRows: skipBadRows)
+        } catch { throw fail("\(error)") }
+        for e in read.skipped { Log.warn("skipped \(e)") }
+        guard let truth = read.faces.keypoints else { throw fail("\(data) has no keypoint columns to evaluate against") }
+        let predicted = predictKeypoints(net: net, images: read.faces.images)
+        let report = RMSEReport(predicted: predicted, truth: truth)
+        if format == "json" {
+            var perKeypoint: [String: Double] = [:]
+            for (i, name) in RMSEReport.keypointNames.enumerated() { perKeypoint[name] = report.perKeypoint[i] }
+            print(KeypointWriter.jsonLine(["model": model, "data": data, "faces": read.faces.count,
+                                           "values": report.values, "rmse_px": report.overall,
+                                           "per_keypoint_rmse_px": perKeypoint]))
+        } else {
+            print(String(format: "%-28@ %8@", "keypoint", "RMSE px"))
+            for (i, name) in RMSEReport.keypointNames.enumerated() {
+                print(String(format: "%-28@ %8.3f", name, report.perKeypoint[i]))
+            }
+            print(String(format: "%-28@ %8.3f", "overall (\(report.values) values)", report.overall))
+        }
+        if !read.skipped.isEmpty { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import XCTest
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs the built fkp-batch binary as a user or a script would.
+struct Run {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// The fkp-batch built beside the test bundle (.build/<config>/).
+let fkpBatchBinary: URL = {
+    var candidates: [URL] = []
+    if let exe = Bundle.main.executableURL { candidates.append(exe.deletingLastPathComponent()) }
+    candidates.append(Bundle(for: CLITests.self).bundleURL.deletingLastPathComponent())
+    candidates += ["release", "debug"].map { repoRoot.appendingPathComponent(".build/\($0)") }
+    for dir in candidates {
+        let url = dir.appendingPathComponent("fkp-batch")
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    return repoRoot.appendingPathComponent(".build/release/fkp-batch")
+}()
+
+func fkpBatch(_ args: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Run {
+    let p = Process()
+    p.executableURL = fkpBatchBinary
+    p.arguments = args
+    p.currentDirectoryURL = repoRoot
+    var env = ProcessInfo.processInfo.environment
+    env.removeValue(forKey: "FKP_DEVICE")
+    for (k, v) in environment { env[k] = v }
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    // Read both pipes concurrently so neither fills up and blocks the child.
+    final class Box: @unchecked Sendable { var data = Data() }
+    let errBox = Box()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    let errData = errBox.data
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+               stderr: String(decoding: errData, as: UTF8.self))
+}
+
+final class CLITests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testHelpTeaches() throws {
+        let r = try fkpBatch(["--help"])
+        XCTAssertEqual(r.status, 0)
+        for word in ["train", "predict", "evaluate", "bench", "Exit codes"] { XCTAssertTrue(r.stdout.contains(word), word) }
+        let t = try fkpBatch(["train", "--help"])
+        for word in ["--model", "--epochs", "--lr", "--momentum", "--seed", "--out", "Examples", "history.csv"] {
+            XCTAssertTrue(t.stdout.contains(word), "train --help lacks \(word)")
+        }
+    }
+
+    func testUsageErrorsExitWith2() throws {
+        for args in [["train", "--model", "net9"], ["train", "--epochs", "0"], ["train", "--device", "tpu"],
+                     ["evaluate", "--model", "x"], ["frobnicate"]] {
+            let r = try fkpBatch(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stdout.isEmpty, "usage errors go to stderr")
+        }
+    }
+
+    func testTrainEvaluatePredictOnTheSamples() throws {
+        let model = dir.appendingPathComponent("m.safetensors").path
+        let train = try fkpBatch(["train", "--model", "net1", "--data", "samples/training-sample.csv",
+                                  "--epochs", "3", "--batch-size", "32", "--out", model])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stderr.contains("epoch    train loss    valid loss    train/val    dur"), train.stderr)
+        XCTAssertTrue(train.stdout.hasPrefix("model=net1 epochs=3 "), train.stdout)
+        XCTAssertTrue(train.stdout.contains("valid_rmse_px="))
+        let history = try String(contentsOfFile: dir.appendingPathComponent("m.history.csv").path, encoding: .utf8)
+        XCTAssertEqual(history.split(separator: "\n").count, 4)
+        XCTAssertTrue(history.hasPrefix("epoch,train_loss,valid_loss,train_valid_ratio,seconds,lr,momentum\n"))
+
+        let eval = try fkpBatch(["evaluate", "--model", model, "samples/training-sample.csv", "--format", "json"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(json["faces"] as? Int, 200)
+        XCTAssertEqual((json["per_keypoint_rmse_px"] as? [String: Double])?.count, 15)
+        XCTAssertLessThan(json["rmse_px"] as! Double, 20)
+
+        let table = try fkpBatch(["evaluate", "--model", model, "samples/training-sample.csv"])
+        XCTAssertTrue(table.stdout.contains("nose_tip"), table.stdout)
+
+        let sub = dir.appendingPathComponent("submission.csv").path
+        let pred = try fkpBatch(["predict", "--model", model, "samples/test-sample.csv",
+                                 "--lookup", "samples/IdLookupTable-sample.csv", "-o", sub])
+        XCTAssertEqual(pred.status, 0, pred.stderr)
+        let lines = try String(contentsOfFile: sub, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.first, "RowId,Location")
+        XCTAssertEqual(lines.count, 213)
+        XCTAssertTrue(lines.dropFirst().allSatisfy { line in
+            let v = Double(line.split(separator: ",")[1])!
+            return v >= 0 && v <= 96
+        })
+
+        let plain = try fkpBatch(["predict", "--model", model, "samples/test-sample.csv"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stdout.hasPrefix("ImageId,left_eye_center_x,"), plain.stdout)
+        XCTAssertEqual(plain.stdout.split(separator: "\n").count, 11)
+
+        // An input is never overwritten.
+        let clobber = try fkpBatch(["predict", "--model", model, "samples/test-sample.csv", "-o", "samples/test-sample.csv"])
+        XCTAssertEqual(clobber.status, 2)
+        XCTAssertTrue(clobber.stderr.contains("refusing to overwrite"), clobber.stderr)
+    }
+
+    func testBadRowsFailOrAreSkipped() throws {
+        let good = try String(contentsOfFile: repoRoot.appendingPathComponent("samples/training-sample.csv").path, encoding: .utf8)
+        var lines = good.split(separator: "\n", omittingEmptySubsequences: false).prefix(40).map(String.init)
+        lines[5] = lines[5].replacingOccurrences(of: " 1", with: " 999")
+        let csv = dir.appendingPathComponent("bad.csv").path
+        try lines.joined(separator: "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        let model = dir.appendingPathComponent("b.safetensors").path
+        let strict = try fkpBatch(["train", "--data", csv, "--epochs", "1", "--out", model])
+        XCTAssertEqual(strict.status, 2)
+        XCTAssertTrue(strict.stderr.contains("bad.csv:6: column Image"), strict.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: model))
+        let lenient = try fkpBatch(["train", "--data", csv, "--epochs", "1", "--out", model, "--skip-bad-rows"])
+        XCTAssertEqual(lenient.status, 0, lenient.stderr)
+        XCTAssertTrue(lenient.stderr.contains("warning: skipped"), lenient.stderr)
+    }
+
+    func testPredictReportsMissingFilesAndGoesOn() throws {
+        let model = dir.appendingPathComponent("m.safetensors").path
+        XCTAssertEqual(try fkpBatch(["train", "--data", "samples/training-sample.csv", "--epochs", "1", "--out", model]).status, 0)
+        let r = try fkpBatch(["predict", "--model", model, "no-such.csv", "samples/test-sample.csv"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("no-such.csv"), r.stderr)
+        XCTAssertEqual(r.stdout.split(separator: "\n").count, 11, "the good file is still predicted")
+    }
+}

@@ -1,0 +1,128 @@
+import FKPEngine
+import FKPNets
+import FKPTensor
+import Foundation
+import XCTest
+
+final class NetTests: XCTestCase {
+    let cpu = CPUBackend(threads: 2)
+
+    func testParameterCountsAndShapesMatchTheTutorial() {
+        let net1 = Net(.net1(), backend: cpu, maxBatch: 4)
+        XCTAssertEqual(net1.parameterCount, 924_730)
+        let net2 = Net(.net2(), backend: cpu, maxBatch: 4)
+        XCTAssertEqual(net2.parameterCount, 8_051_502)
+        XCTAssertEqual(net2.layers.map(\.outputShape), [
+            [94, 94, 32], [47, 47, 32], [46, 46, 64], [23, 23, 64], [22, 22, 128], [11, 11, 128], [500], [500], [30],
+        ])
+        XCTAssertEqual((net2.layers[6] as! DenseLayer).inputs, 15_488)
+        XCTAssertEqual(net2.forwardMACs, 43_747_752)
+    }
+
+    func testGlorotUniformInitialisation() {
+        let net = Net(.net1(), backend: cpu, maxBatch: 1)
+        net.initialise(seed: 3)
+        let params = net.exportParameters()
+        let w = params.first { $0.name == "hidden.weight" }!.values
+        let bound = (6.0 / Float(9216 + 100)).squareRoot()
+        XCTAssertLessThanOrEqual(w.map(abs).max()!, bound)
+        XCTAssertGreaterThan(w.map(abs).max()!, bound * 0.99)
+        // uniform on [-a, a] has variance a^2 / 3
+        let variance = w.reduce(0) { $0 + Double($1 * $1) } / Double(w.count)
+        XCTAssertEqual(variance, Double(bound * bound) / 3, accuracy: Double(bound * bound) * 0.01)
+        XCTAssertTrue(params.first { $0.name == "hidden.bias" }!.values.allSatisfy { $0 == 0 })
+        // same seed, same weights
+        let again = Net(.net1(), backend: cpu, maxBatch: 1)
+        again.initialise(seed: 3)
+        XCTAssertEqual(again.exportParameters().first!.values, params.first!.values)
+    }
+
+    /// The whole net's backward pass against finite differences of its loss, on a small conv net.
+    func testWholeNetGradientMatchesFiniteDifferences() {
+        let arch = Architecture(name: "tiny", inputShape: [7, 7, 1], layers: [
+            .conv(name: "conv1", filters: 3, kernel: 2), .pool(name: "pool1"),
+            .conv(name: "conv2", filters: 4, kernel: 2), .dense(name: "hidden", units: 5), .output(units: 3),
+        ])
+        let batch = 3
+        let net = Net(arch, backend: cpu, maxBatch: batch)
+        net.initialise(seed: 11)
+        var rng = Xoshiro(seed: 12)
+        // Non-zero biases: with zero biases a unit whose inputs are all zero sits exactly on ReLU's kink,
+        // where finite differences see half a slope and the analytic gradient none.
+        for p in net.parameters where p.shape.count == 1 {
+            let b = (0..<p.count).map { _ in rng.nextFloat() * 0.2 - 0.1 }
+            b.withUnsafeBufferPointer { cpu.write($0, to: p.value, offset: 0) }
+        }
+        let x = (0..<batch * 49).map { _ in rng.nextFloat() }
+        let t = (0..<batch * 3).map { _ in rng.nextFloat() * 2 - 1 }
+        x.withUnsafeBufferPointer { cpu.write($0, to: net.input, offset: 0) }
+        t.withUnsafeBufferPointer { cpu.write($0, to: net.target, offset: 0) }
+        _ = net.evaluate(batch: batch)  // fills the output gradient
+        net.backward(batch: batch)
+        for p in net.parameters {
+            let analytic = cpu.download(p.gradient)
+            var values = cpu.download(p.value)
+            var worst: Float = 0, scale: Float = 1e-6
+            for i in values.indices {
+                let old = values[i]
+                func loss(_ v: Float) -> Double {
+                    values[i] = v
+                    values.withUnsafeBufferPointer { cpu.write($0, to: p.value, offset: 0) }
+                    return Double(net.evaluate(batch: batch))
+                }
+                let h: Float = 1e-3
+                let numeric = Float((loss(old + h) - loss(old - h)) / Double(2 * h))
+                _ = loss(old)
+                worst = max(worst, abs(numeric - analytic[i]))
+                scale = max(scale, abs(analytic[i]))
+            }
+            XCTAssertLessThan(worst / scale, 2e-2, "\(p.name): max error \(worst), largest gradient \(scale)")
+        }
+    }
+
+    func testSafetensorsRoundTripWithMetadata() throws {
+        let net = Net(.net1(), backend: cpu, maxBatch: 2)
+        net.initialise(seed: 5)
+        let path = NSTemporaryDirectory() + "fkp-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try net.save(path: path, metadata: ["epoch": "7", "lr": "0.01"])
+        let file = try Safetensors.read(path: path)
+        XCTAssertEqual(file.metadata["model"], "net1")
+        XCTAssertEqual(file.metadata["epoch"], "7")
+        XCTAssertEqual(file.metadata["keypoints"]?.split(separator: ",").count, 30)
+        XCTAssertNotNil(file.metadata["input_scaling"])
+        XCTAssertEqual(file["hidden.weight"]?.shape, [9216, 100])
+        // The raw layout other tools rely on: u64 header length, JSON, little-endian F32 data.
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<8 + n)) as! [String: Any]
+        let entry = header["output.bias"] as! [String: Any]
+        XCTAssertEqual(entry["dtype"] as? String, "F32")
+        XCTAssertEqual(entry["shape"] as? [Int], [30])
+        let other = Net(.net1(), backend: cpu, maxBatch: 2)
+        try other.load(file, path: path)
+        XCTAssertEqual(other.exportParameters().map(\.values), net.exportParameters().map(\.values))
+        // A net of another shape refuses the file, naming the tensor.
+        let wrong = Net(.net2(), backend: cpu, maxBatch: 1)
+        XCTAssertThrowsError(try wrong.load(file, path: path)) { error in
+            XCTAssertTrue("\(error)".contains("conv1.weight"), "\(error)")
+        }
+    }
+
+    func testFloat16WeightsReadBack() throws {
+        let file = Safetensors.File(tensors: [.init(name: "a", shape: [2, 2], values: [0.5, -1, 3.25, 1e-3])], metadata: [:])
+        let back = try Safetensors.decode(try Safetensors.encode(file, dtype: .f16))
+        XCTAssertEqual(back["a"]!.values[0..<3], [0.5, -1, 3.25])
+        XCTAssertEqual(back["a"]!.values[3], 1e-3, accuracy: 1e-6)
+    }
+
+    func testCorruptSafetensorsIsAnError() {
+        XCTAssertThrowsError(try Safetensors.decode(Data([1, 2, 3]), path: "x.safetensors"))
+        var bad = Data()
+        withUnsafeBytes(of: UInt64(1000).littleEndian) { bad.append(contentsOf: $0) }
+        bad.append(contentsOf: Array("{}".utf8))
+        XCTAssertThrowsError(try Safetensors.decode(bad, path: "x.safetensors")) { error in
+            XCTAssertTrue("\(error)".contains("x.safetensors"))
+        }
+    }
+}
