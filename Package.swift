@@ -23,10 +23,12 @@ let package = Package(
         // System libraries: libpng through its simplified API (errors come back as return codes,
         // no longjmp crosses Swift).
         .systemLibrary(name: "CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+        // OpenCL through the ICD loader (ocl-icd-opencl-dev, opencl-headers); PoCL is the CPU device in CI.
+        .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL", providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
 
         // Pipeline: ingest -> tensors -> engine (backends) -> nets -> training -> export -> CLI.
         .target(name: "FKPTensor", swiftSettings: fast),
-        .target(name: "FKPEngine", dependencies: ["FKPTensor"], swiftSettings: fast),
+        .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL"], swiftSettings: fast),
         .target(name: "FKPIngest", dependencies: ["FKPTensor", "CPNG"], swiftSettings: fast),
         .target(name: "FKPNets", dependencies: ["FKPTensor", "FKPEngine"], swiftSettings: fast),
         .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest"], swiftSettings: fast),
@@ -40,6 +42,7 @@ let package = Package(
             swiftSettings: fast),
 
         .testTarget(name: "FKPEngineTests", dependencies: ["FKPEngine"], swiftSettings: fast),
+        .testTarget(name: "FKPOpenCLTests", dependencies: ["FKPEngine", "FKPNets"], swiftSettings: fast),
         .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets"], swiftSettings: fast),
         .testTarget(name: "FKPTrainTests", dependencies: ["FKPTrain", "FKPExport"], swiftSettings: fast),

@@ -78,6 +78,12 @@ public protocol Backend: AnyObject {
     func nesterovUpdate(parameter: DeviceBuffer, gradient: DeviceBuffer, velocity: DeviceBuffer,
                         count: Int, learningRate: Float, momentum: Float)
 
+    /// Inverted dropout: y = x * keep / (1 - rate), keep[i] = dropoutKeep(seed, i, rate) (a counter-based
+    /// RNG, so every backend draws the same mask and the backward pass recomputes it instead of storing it).
+    func dropoutForward(x: DeviceBuffer, y: DeviceBuffer, count: Int, rate: Float, seed: UInt64)
+    /// dx = dy * keep / (1 - rate) with the same mask as the forward pass of that seed.
+    func dropoutBackward(dy: DeviceBuffer, dx: DeviceBuffer, count: Int, rate: Float, seed: UInt64)
+
     /// Waits for queued work (a no-op on the CPU engine).
     func synchronize()
 }
@@ -99,4 +105,16 @@ extension Backend {
         read(buffer, into: t)
         return t.array
     }
+}
+
+/// The counter-based generator of dropout masks, shared by every backend (the OpenCL kernel computes
+/// the same function): SplitMix64's finaliser of seed + index * golden ratio, top 24 bits as a uniform in
+/// [0, 1); an element is kept when that uniform is >= rate.
+@inline(__always)
+public func dropoutKeep(seed: UInt64, index: Int, rate: Float) -> Bool {
+    var z = seed &+ UInt64(truncatingIfNeeded: index) &* 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return Float(z >> 40) * (1.0 / 16_777_216.0) >= rate
 }

@@ -194,6 +194,23 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
+    public func dropoutForward(x: DeviceBuffer, y: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
+        dropout(ptr(x), ptr(y), count: count, rate: rate, seed: seed)
+    }
+
+    public func dropoutBackward(dy: DeviceBuffer, dx: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
+        dropout(ptr(dy), ptr(dx), count: count, rate: rate, seed: seed)
+    }
+
+    private func dropout(_ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int, rate: Float, seed: UInt64) {
+        let sa = UInt(bitPattern: src), da = UInt(bitPattern: dst)
+        let scale = 1 / (1 - rate)
+        pool.parallelRanges(count, minChunk: 1 << 15) { _, range in
+            let s = UnsafeMutablePointer<Float>(bitPattern: sa)!, d = UnsafeMutablePointer<Float>(bitPattern: da)!
+            for i in range { d[i] = dropoutKeep(seed: seed, index: i, rate: rate) ? s[i] * scale : 0 }
+        }
+    }
+
     public func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,
                         batch: Int, outputs: Int) -> Float {
         let p = ptr(prediction), t = ptr(target), g = ptr(grad)
