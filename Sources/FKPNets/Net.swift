@@ -1,5 +1,6 @@
 import FKPEngine
 import FKPTensor
+import Dispatch
 
 /// A feed-forward net built from an Architecture on one backend, with every buffer allocated once
 /// for `maxBatch` images.
@@ -13,6 +14,9 @@ public final class Net {
     let outputGradient: DeviceBuffer
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+    /// When set, seconds spent per layer and pass ("conv1 forward", ...) are added up here (the bench's
+    /// --profile); each timed op is followed by a synchronize so that queued devices are measured too.
+    public var profile: [String: Double]?
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
     public var inputSize: Int { architecture.inputShape.reduce(1, *) }
     public var outputs: Int { architecture.outputs }
@@ -69,7 +73,7 @@ public final class Net {
         precondition(batch > 0 && batch <= maxBatch, "batch \(batch) outside 1...\(maxBatch)")
         var x = input
         for layer in layers {
-            layer.forward(x, batch: batch, training: training)
+            timed("\(layer.name) forward") { layer.forward(x, batch: batch, training: training) }
             x = layer.output
         }
     }
@@ -80,9 +84,11 @@ public final class Net {
         forward(batch: batch, training: true)
         let loss = backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
         backward(batch: batch)
-        for p in parameters {
-            backend.nesterovUpdate(parameter: p.value, gradient: p.gradient, velocity: p.velocity, count: p.count,
-                                   learningRate: learningRate, momentum: momentum)
+        timed("update") {
+            for p in parameters {
+                backend.nesterovUpdate(parameter: p.value, gradient: p.gradient, velocity: p.velocity, count: p.count,
+                                       learningRate: learningRate, momentum: momentum)
+            }
         }
         return loss
     }
@@ -92,9 +98,19 @@ public final class Net {
         var grad = outputGradient
         for i in stride(from: layers.count - 1, through: 0, by: -1) {
             let layerInput = i == 0 ? input : layers[i - 1].output
-            layers[i].backward(layerInput, outputGradient: grad, batch: batch, needInputGradient: i > 0)
+            timed("\(layers[i].name) backward") {
+                layers[i].backward(layerInput, outputGradient: grad, batch: batch, needInputGradient: i > 0)
+            }
             if i > 0 { grad = layers[i].inputGradient! }
         }
+    }
+
+    @inline(__always) func timed(_ key: String, _ body: () -> Void) {
+        guard profile != nil else { body(); return }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        backend.synchronize()
+        profile![key, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
     /// Loss on the batch in `input`/`target` without training.

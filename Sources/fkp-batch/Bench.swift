@@ -19,6 +19,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Training images per epoch.") var images: Int = 1712
     @Option(help: "Timed repetitions (the median is reported).") var `repeat`: Int = 3
     @Option(help: "Output: table or json.") var format: String = "table"
+    @Flag(help: "Also print the time per layer and pass of one training epoch (stderr).") var profile = false
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -62,6 +63,16 @@ struct Bench: ParsableCommand {
                 inferTimes.append(Date().timeIntervalSince(t0))
             }
             let epoch = median(epochTimes), infer = median(inferTimes)
+            if profile {
+                net.profile = [:]
+                _ = try? trainer.runEpoch()
+                let total = net.profile!.values.reduce(0, +)
+                Log.info("\(model): one epoch by layer and pass (\(String(format: "%.3f", total)) s in layers):")
+                for (key, t) in net.profile!.sorted(by: { $0.value > $1.value }) {
+                    Log.info(String(format: "  %-20@ %8.3f s  %5.1f%%", key, t, 100 * t / total))
+                }
+                net.profile = nil
+            }
             let flopPerImage = 2.0 * Double(net.forwardMACs)
             let trainGF = 3 * flopPerImage * Double(images) / epoch / 1e9
             let ips = Double(images) / infer

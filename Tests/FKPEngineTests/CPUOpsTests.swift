@@ -74,7 +74,9 @@ final class CPUOpsTests: XCTestCase {
         var rng = Xoshiro(seed: 3)
         for s in [ConvShape(batch: 3, height: 9, width: 8, inChannels: 1, outChannels: 5, kernel: 3),
                   ConvShape(batch: 2, height: 7, width: 7, inChannels: 4, outChannels: 17, kernel: 2),
-                  ConvShape(batch: 5, height: 6, width: 11, inChannels: 3, outChannels: 2, kernel: 3)] {
+                  ConvShape(batch: 5, height: 6, width: 11, inChannels: 3, outChannels: 2, kernel: 3),
+                  // grey input, 3x3, Cout multiple of 16: the direct path (net2's conv1)
+                  ConvShape(batch: 3, height: 12, width: 9, inChannels: 1, outChannels: 32, kernel: 3)] {
             let x = Check.random(s.inputCount, &rng), w = Check.random(s.weightCount, &rng)
             let b = Check.random(s.outChannels, &rng)
             for relu in [false, true] {
@@ -86,8 +88,15 @@ final class CPUOpsTests: XCTestCase {
     }
 
     func testConvBackwardMatchesFiniteDifferences() {
+        convBackwardCheck(ConvShape(batch: 3, height: 6, width: 5, inChannels: 2, outChannels: 3, kernel: 2))
+    }
+
+    func testDirectConvBackwardMatchesFiniteDifferences() {
+        convBackwardCheck(ConvShape(batch: 3, height: 6, width: 5, inChannels: 1, outChannels: 16, kernel: 3))
+    }
+
+    func convBackwardCheck(_ s: ConvShape) {
         var rng = Xoshiro(seed: 4)
-        let s = ConvShape(batch: 3, height: 6, width: 5, inChannels: 2, outChannels: 3, kernel: 2)
         var x = Check.random(s.inputCount, &rng), w = Check.random(s.weightCount, &rng)
         var b = Check.random(s.outChannels, &rng)
         let r = Check.random(s.outputCount, &rng)  // L = sum(r * y): dL/dy = r

@@ -78,11 +78,17 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let wp = ptr(w), bp = ptr(b)
         let pixels = s.outHeight * s.outWidth, kk = s.patchSize
         let inStride = s.height * s.width * s.inChannels, outStride = pixels * s.outChannels
+        let direct = directConvApplies(s)
         pool.parallelRanges(s.batch) { worker, images in
-            let cols = self.patches.get(worker, pixels * kk)
+            let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             for n in images {
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
                 let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
+                if direct {
+                    directConv3x3Forward(xi, wp, bp, yi, s, relu: relu)
+                    continue
+                }
+                let cols = cols!
                 im2col(xi, s, into: cols)
                 // y[P,Cout] = cols[P,K] . w[K,Cout]
                 gemm(m: pixels, n: s.outChannels, k: kk, a: MatrixRef(cols, ld: kk),
@@ -104,13 +110,22 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let workers = max(1, min(pool.count, s.batch))
         // Each worker sums dw and db over its own images into a private buffer; the partial sums are
         // then added in worker order, so the result does not depend on timing.
+        let direct = directConvApplies(s)
         pool.parallelRanges(s.batch) { worker, images in
-            let cols = self.patches.get(worker, pixels * kk)
+            let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             let part = self.partials.get(worker, wCount + cout)
             part.update(repeating: 0, count: wCount + cout)
             for n in images {
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
                 let dyi = UnsafeMutablePointer<Float>(bitPattern: dya)! + n * outStride
+                if direct {
+                    directConv3x3WeightGradient(xi, dyi, part, part + wCount, s)
+                    if let dxa {
+                        directConv3x3InputGradient(dyi, wp, UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride, s)
+                    }
+                    continue
+                }
+                let cols = cols!
                 im2col(xi, s, into: cols)
                 // dw[K,Cout] += cols^T[K,P] . dy[P,Cout]
                 gemm(m: kk, n: cout, k: pixels, a: MatrixRef(cols, ld: kk, transposed: true),
