@@ -190,6 +190,32 @@ final class CPUOpsTests: XCTestCase {
         XCTAssertLessThan(Check.normalisedError(cpu.download(dx), numeric), 1e-2)
     }
 
+    /// The SIMD path (channels a multiple of 16) against the scalar one, ties included (ReLU zeros).
+    func testMaxPoolVectorPathMatchesScalarPath() {
+        var rng = Xoshiro(seed: 17)
+        for (h, w) in [(6, 8), (7, 5)] {
+            let vs = PoolShape(batch: 2, height: h, width: w, channels: 32)
+            // quantised values make ties common, as after ReLU
+            let x = (0..<vs.inputCount).map { _ in Float(Int(rng.next() % 4)) }
+            let dy = Check.random(vs.outputCount, &rng)
+            let y = cpu.makeBuffer(count: vs.outputCount), dx = cpu.makeBuffer(count: vs.inputCount)
+            cpu.maxPoolForward(x: cpu.buffer(x), y: y, shape: vs)
+            cpu.maxPoolBackward(x: cpu.buffer(x), dy: cpu.buffer(dy), dx: dx, shape: vs)
+            // the same numbers as 32 separate single-channel images... compared with a direct reference
+            var wantY = [Float](repeating: 0, count: vs.outputCount), wantDx = [Float](repeating: 0, count: vs.inputCount)
+            for n in 0..<2 { for oy in 0..<h / 2 { for ox in 0..<w / 2 { for c in 0..<32 {
+                let idx = [(0, 0), (0, 1), (1, 0), (1, 1)].map { ((n * h + 2 * oy + $0.0) * w + 2 * ox + $0.1) * 32 + c }
+                var best = idx[0]
+                for i in idx.dropFirst() where x[i] > x[best] { best = i }
+                let o = ((n * (h / 2) + oy) * (w / 2) + ox) * 32 + c
+                wantY[o] = x[best]
+                wantDx[best] = dy[o]
+            } } } }
+            XCTAssertEqual(cpu.download(y), wantY)
+            XCTAssertEqual(cpu.download(dx), wantDx)
+        }
+    }
+
     func testMSELossAndGradient() {
         var rng = Xoshiro(seed: 8)
         var p = Check.random(4 * 30, &rng)

@@ -156,48 +156,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape s: PoolShape) {
         let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
-        let c = s.channels, rowIn = s.width * c
         pool.parallelRanges(s.batch) { _, images in
             let xp = UnsafeMutablePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-            for n in images {
-                for oy in 0..<s.outHeight {
-                    let r0 = xp + ((n * s.height + 2 * oy) * s.width) * c
-                    let out = yp + ((n * s.outHeight + oy) * s.outWidth) * c
-                    for ox in 0..<s.outWidth {
-                        let p = r0 + 2 * ox * c, o = out + ox * c
-                        for ch in 0..<c {
-                            o[ch] = max(max(p[ch], p[ch + c]), max(p[ch + rowIn], p[ch + rowIn + c]))
-                        }
-                    }
-                }
-            }
+            for n in images { maxPool2Forward(xp, yp, image: n, s) }
         }
     }
 
     public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
         let xa = UInt(bitPattern: ptr(x)), dya = UInt(bitPattern: ptr(dy)), dxa = UInt(bitPattern: ptr(dx))
-        let c = s.channels, rowIn = s.width * c, imageIn = s.height * s.width * c
         pool.parallelRanges(s.batch) { _, images in
             let xp = UnsafeMutablePointer<Float>(bitPattern: xa)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
             let dxp = UnsafeMutablePointer<Float>(bitPattern: dxa)!
-            (dxp + images.lowerBound * imageIn).update(repeating: 0, count: images.count * imageIn)
-            for n in images {
-                for oy in 0..<s.outHeight {
-                    let base = ((n * s.height + 2 * oy) * s.width) * c
-                    let g = dyp + ((n * s.outHeight + oy) * s.outWidth) * c
-                    for ox in 0..<s.outWidth {
-                        let o = base + 2 * ox * c
-                        for ch in 0..<c {
-                            // first maximum in window order (0,0) (0,1) (1,0) (1,1)
-                            var best = o + ch
-                            if xp[o + ch + c] > xp[best] { best = o + ch + c }
-                            if xp[o + ch + rowIn] > xp[best] { best = o + ch + rowIn }
-                            if xp[o + ch + rowIn + c] > xp[best] { best = o + ch + rowIn + c }
-                            dxp[best] = g[ox * c + ch]
-                        }
-                    }
-                }
-            }
+            for n in images { maxPool2Backward(xp, dyp, dxp, image: n, s) }
         }
     }
 
@@ -318,4 +288,79 @@ func columnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: Un
 @inline(__always)
 func add(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count { dst[i] += src[i] }
+}
+
+// MARK: 2x2 max-pool, NHWC: channels are contiguous, so 16 channels are one SIMD16 vector.
+
+@inline(__always)
+func maxPool2Forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, image n: Int, _ s: PoolShape) {
+    let c = s.channels, rowIn = s.width * c
+    let vec = c % 16 == 0
+    for oy in 0..<s.outHeight {
+        let r0 = x + ((n * s.height + 2 * oy) * s.width) * c
+        let out = y + ((n * s.outHeight + oy) * s.outWidth) * c
+        for ox in 0..<s.outWidth {
+            let p = r0 + 2 * ox * c, o = out + ox * c
+            if vec {
+                let raw = UnsafeRawPointer(p), dst = UnsafeMutableRawPointer(o)
+                for g in stride(from: 0, to: c * 4, by: 64) {
+                    let a = raw.loadUnaligned(fromByteOffset: g, as: SIMD16<Float>.self)
+                    let b = raw.loadUnaligned(fromByteOffset: g + c * 4, as: SIMD16<Float>.self)
+                    let d = raw.loadUnaligned(fromByteOffset: g + rowIn * 4, as: SIMD16<Float>.self)
+                    let e = raw.loadUnaligned(fromByteOffset: g + (rowIn + c) * 4, as: SIMD16<Float>.self)
+                    dst.storeBytes(of: pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e)), toByteOffset: g, as: SIMD16<Float>.self)
+                }
+            } else {
+                for ch in 0..<c { o[ch] = max(max(p[ch], p[ch + c]), max(p[ch + rowIn], p[ch + rowIn + c])) }
+            }
+        }
+    }
+}
+
+/// Each dy goes to the first maximum of its window in the order (0,0) (0,1) (1,0) (1,1); every other dx
+/// (and a dropped odd last row or column) is zero. Writes all of dx for the image, so no separate clear.
+@inline(__always)
+func maxPool2Backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                      image n: Int, _ s: PoolShape) {
+    let c = s.channels, rowIn = s.width * c
+    let imageIn = s.height * s.width * c
+    if s.height % 2 == 1 || s.width % 2 == 1 { (dx + n * imageIn).update(repeating: 0, count: imageIn) }
+    let vec = c % 16 == 0
+    let zero = SIMD16<Float>(repeating: 0)
+    for oy in 0..<s.outHeight {
+        let base = ((n * s.height + 2 * oy) * s.width) * c
+        let g = dy + ((n * s.outHeight + oy) * s.outWidth) * c
+        for ox in 0..<s.outWidth {
+            let o = base + 2 * ox * c
+            if vec {
+                let xr = UnsafeRawPointer(x + o), dr = UnsafeMutableRawPointer(dx + o), gr = UnsafeRawPointer(g + ox * c)
+                for k in stride(from: 0, to: c * 4, by: 64) {
+                    let a = xr.loadUnaligned(fromByteOffset: k, as: SIMD16<Float>.self)
+                    let b = xr.loadUnaligned(fromByteOffset: k + c * 4, as: SIMD16<Float>.self)
+                    let d = xr.loadUnaligned(fromByteOffset: k + rowIn * 4, as: SIMD16<Float>.self)
+                    let e = xr.loadUnaligned(fromByteOffset: k + (rowIn + c) * 4, as: SIMD16<Float>.self)
+                    let m = pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e))
+                    let grad = gr.loadUnaligned(fromByteOffset: k, as: SIMD16<Float>.self)
+                    let ta = a .== m
+                    let tb = (b .== m) .& .!ta
+                    let td = (d .== m) .& .!(ta .| tb)
+                    let te = .!(ta .| tb .| td)
+                    dr.storeBytes(of: zero.replacing(with: grad, where: ta), toByteOffset: k, as: SIMD16<Float>.self)
+                    dr.storeBytes(of: zero.replacing(with: grad, where: tb), toByteOffset: k + c * 4, as: SIMD16<Float>.self)
+                    dr.storeBytes(of: zero.replacing(with: grad, where: td), toByteOffset: k + rowIn * 4, as: SIMD16<Float>.self)
+                    dr.storeBytes(of: zero.replacing(with: grad, where: te), toByteOffset: k + (rowIn + c) * 4, as: SIMD16<Float>.self)
+                }
+            } else {
+                for ch in 0..<c {
+                    let i0 = o + ch, i1 = i0 + c, i2 = i0 + rowIn, i3 = i2 + c
+                    var best = i0
+                    if x[i1] > x[best] { best = i1 }
+                    if x[i2] > x[best] { best = i2 }
+                    if x[i3] > x[best] { best = i3 }
+                    dx[i0] = 0; dx[i1] = 0; dx[i2] = 0; dx[i3] = 0
+                    dx[best] = g[ox * c + ch]
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,29 @@
+// Deterministic reductions (PoCL has no float atomics): partial sums are written per chunk and then
+// added in chunk order, so results never depend on scheduling.
+
+// dst[e] = sum over z of src[z*len + e], z = 0, 1, ... in order. global = (len rounded up).
+__kernel void sum_slices(__global const float* restrict src, const int slices, const int len,
+                         __global float* restrict dst)
+{
+    const int e = get_global_id(0);
+    if (e >= len) return;
+    float s = 0.0f;
+    for (int z = 0; z < slices; ++z) s += src[(size_t)z * len + e];
+    dst[e] = s;
+}
+
+// partial[z*cols + c] = sum of src[r*cols + c] for r in chunk z (rowsPerChunk rows).
+// global = (cols rounded up, chunks).
+__kernel void column_sums_partial(__global const float* restrict src, const int rows,
+                                  const int cols, const int rowsPerChunk,
+                                  __global float* restrict partial)
+{
+    const int c = get_global_id(0);
+    const int z = get_global_id(1);
+    if (c >= cols) return;
+    const int r0 = z * rowsPerChunk;
+    const int r1 = min(rows, r0 + rowsPerChunk);
+    float s = 0.0f;
+    for (int r = r0; r < r1; ++r) s += src[(size_t)r * cols + c];
+    partial[(size_t)z * cols + c] = s;
+}
