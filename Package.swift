@@ -26,10 +26,14 @@ let package = Package(
         // OpenCL through the ICD loader (ocl-icd-opencl-dev, opencl-headers); PoCL is the CPU device in CI.
         .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL", providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
 
+        // JPEG through libjpeg-turbo's TurboJPEG API (errors are return codes, no longjmp in Swift).
+        .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+
         // Pipeline: ingest -> tensors -> engine (backends) -> nets -> training -> export -> CLI.
         .target(name: "FKPTensor", swiftSettings: fast),
         .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL"], swiftSettings: fast),
-        .target(name: "FKPIngest", dependencies: ["FKPTensor", "CPNG"], swiftSettings: fast),
+        .target(name: "FKPIngest", dependencies: ["FKPTensor", "CPNG", "CJPEG"], swiftSettings: fast),
+        .target(name: "FKPDetect", dependencies: ["FKPIngest"], swiftSettings: fast),
         .target(name: "FKPNets", dependencies: ["FKPTensor", "FKPEngine"], swiftSettings: fast),
         .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest"], swiftSettings: fast),
         .target(name: "FKPExport", dependencies: ["FKPIngest", "FKPTensor", "CPNG"], swiftSettings: fast),
@@ -44,6 +48,7 @@ let package = Package(
         .testTarget(name: "FKPEngineTests", dependencies: ["FKPEngine"], swiftSettings: fast),
         .testTarget(name: "FKPOpenCLTests", dependencies: ["FKPEngine", "FKPNets"], swiftSettings: fast),
         .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest"], resources: [.copy("Fixtures")], swiftSettings: fast),
+        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPIngest"], swiftSettings: fast),
         .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets"], swiftSettings: fast),
         .testTarget(name: "FKPTrainTests", dependencies: ["FKPTrain", "FKPExport"], swiftSettings: fast),
         .testTarget(name: "CLITests", dependencies: ["fkp-batch"], swiftSettings: fast),

@@ -3,6 +3,8 @@ public enum LayerSpec: Equatable, Sendable {
     case conv(name: String, filters: Int, kernel: Int)
     case pool(name: String)
     case dense(name: String, units: Int)
+    /// Inverted dropout (training only) with this drop probability.
+    case dropout(name: String, rate: Float)
     /// The linear output layer.
     case output(units: Int)
 }
@@ -24,21 +26,44 @@ public struct Architecture: Equatable, Sendable {
         Architecture(name: "net1", layers: [.dense(name: "hidden", units: 100), .output(units: outputs)])
     }
 
-    /// The tutorial's net2: three conv/pool stages, two dense 500 layers, 30 outputs (96->94->47->46->23->22->11).
-    public static func net2(outputs: Int = 30, hidden: Int = 500) -> Architecture {
-        Architecture(name: "net2", layers: [
-            .conv(name: "conv1", filters: 32, kernel: 3), .pool(name: "pool1"),
-            .conv(name: "conv2", filters: 64, kernel: 2), .pool(name: "pool2"),
-            .conv(name: "conv3", filters: 128, kernel: 2), .pool(name: "pool3"),
-            .dense(name: "hidden4", units: hidden), .dense(name: "hidden5", units: hidden),
-            .output(units: outputs),
-        ])
+    /// The tutorial's net2: three conv/pool stages, two dense layers, 30 outputs (96->94->47->46->23->22->11).
+    /// With `dropout`, net6's rates: 0.1 after pool1, 0.2 after pool2, 0.3 after pool3, 0.5 after each
+    /// hidden layer but the last (net6: after hidden4; net7: after hidden4 and hidden5).
+    public static func net2(outputs: Int = 30, hidden: Int = 500, dropout: Bool = false, dropoutAfterHidden5: Bool = false,
+                            name: String = "net2") -> Architecture {
+        var layers: [LayerSpec] = [.conv(name: "conv1", filters: 32, kernel: 3), .pool(name: "pool1")]
+        if dropout { layers.append(.dropout(name: "dropout1", rate: 0.1)) }
+        layers += [.conv(name: "conv2", filters: 64, kernel: 2), .pool(name: "pool2")]
+        if dropout { layers.append(.dropout(name: "dropout2", rate: 0.2)) }
+        layers += [.conv(name: "conv3", filters: 128, kernel: 2), .pool(name: "pool3")]
+        if dropout { layers.append(.dropout(name: "dropout3", rate: 0.3)) }
+        layers.append(.dense(name: "hidden4", units: hidden))
+        if dropout { layers.append(.dropout(name: "dropout4", rate: 0.5)) }
+        layers.append(.dense(name: "hidden5", units: hidden))
+        if dropout && dropoutAfterHidden5 { layers.append(.dropout(name: "dropout5", rate: 0.5)) }
+        layers.append(.output(units: outputs))
+        return Architecture(name: name, layers: layers)
+    }
+
+    /// The architectures of the tutorial's nets by name: net3..net5 are net2's layers (they differ in
+    /// training), net6 adds dropout, net7 widens the dense layers to 1000.
+    public static let names = ["net1", "net2", "net3", "net4", "net5", "net6", "net7"]
+
+    public var isConvolutional: Bool { layers.contains { if case .conv = $0 { return true } else { return false } } }
+
+    /// A named architecture with another number of outputs (the specialists).
+    public static func named(_ name: String, outputs: Int) -> Architecture? {
+        guard var a = named(name) else { return nil }
+        a.layers[a.layers.count - 1] = .output(units: outputs)
+        return a
     }
 
     public static func named(_ name: String) -> Architecture? {
         switch name {
         case "net1": return .net1()
-        case "net2": return .net2()
+        case "net2", "net3", "net4", "net5": return .net2(name: name)
+        case "net6": return .net2(dropout: true, name: name)
+        case "net7": return .net2(hidden: 1000, dropout: true, dropoutAfterHidden5: true, name: name)
         default: return nil
         }
     }

@@ -16,8 +16,8 @@ extension Net {
 
     /// Saves the weights (and, for resuming, the velocities) with a metadata entry describing the model.
     public func save(path: String, metadata: [String: String], includeVelocity: Bool = false,
-                     dtype: Safetensors.DType = .f32) throws {
-        var entries = exportParameters().map { Safetensors.Entry(name: $0.name, shape: $0.shape, values: $0.values) }
+                     dtype: Safetensors.DType = .f32, extra: [Safetensors.Entry] = []) throws {
+        var entries = exportParameters().map { Safetensors.Entry(name: $0.name, shape: $0.shape, values: $0.values) } + extra
         if includeVelocity {
             entries += parameters.map {
                 Safetensors.Entry(name: "optimizer.velocity.\($0.name)", shape: $0.shape, values: backend.download($0.velocity))

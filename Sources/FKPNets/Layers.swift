@@ -137,3 +137,39 @@ public final class MaxPoolLayer: Layer {
         }
     }
 }
+
+/// Inverted dropout: in training each value is kept with probability 1 - rate and scaled by 1/(1 - rate);
+/// at validation and prediction the layer passes values through. The mask comes from a counter-based
+/// generator keyed by (net seed, layer, step), so the backward pass recomputes it instead of storing it.
+public final class DropoutLayer: Layer {
+    public let name: String
+    public let rate: Float
+    public let outputShape: [Int]
+    public let output: DeviceBuffer
+    public let inputGradient: DeviceBuffer?
+    public var parameters: [Parameter] { [] }
+    let perImage: Int
+    let backend: Backend
+    /// Set by the net before each training step.
+    var seed: UInt64 = 0
+    var training = false
+
+    init(name: String, rate: Float, input: [Int], maxBatch: Int, backend: Backend) {
+        precondition(rate >= 0 && rate < 1, "\(name): dropout rate \(rate) outside [0, 1)")
+        (self.name, self.rate, self.outputShape, self.backend) = (name, rate, input, backend)
+        perImage = input.reduce(1, *)
+        output = backend.makeBuffer(count: maxBatch * perImage)
+        inputGradient = backend.makeBuffer(count: maxBatch * perImage)
+    }
+
+    public func forward(_ input: DeviceBuffer, batch: Int, training: Bool) {
+        self.training = training
+        backend.dropoutForward(x: input, y: output, count: batch * perImage, rate: training ? rate : 0, seed: seed)
+    }
+
+    public func backward(_ input: DeviceBuffer, outputGradient: DeviceBuffer, batch: Int, needInputGradient: Bool) {
+        guard needInputGradient else { return }
+        backend.dropoutBackward(dy: outputGradient, dx: inputGradient!, count: batch * perImage,
+                                rate: training ? rate : 0, seed: seed)
+    }
+}

@@ -17,6 +17,10 @@ public final class Net {
     /// When set, seconds spent per layer and pass ("conv1 forward", ...) are added up here (the bench's
     /// --profile); each timed op is followed by a synchronize so that queued devices are measured too.
     public var profile: [String: Double]?
+    /// Training steps taken (keys the dropout masks; saved in checkpoints so a resumed run draws the same).
+    public var step: UInt64 = 0
+    /// Seed of the dropout masks, set by initialise.
+    public var dropoutSeed: UInt64 = 0
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
     public var inputSize: Int { architecture.inputShape.reduce(1, *) }
     public var outputs: Int { architecture.outputs }
@@ -40,6 +44,8 @@ public final class Net {
             case let .dense(name, units):
                 layer = DenseLayer(name: name, inputs: shape.reduce(1, *), outputs: units, relu: true,
                                    maxBatch: maxBatch, needsInputGradient: !first, backend: backend)
+            case let .dropout(name, rate):
+                layer = DropoutLayer(name: name, rate: rate, input: shape, maxBatch: maxBatch, backend: backend)
             case let .output(units):
                 layer = DenseLayer(name: "output", inputs: shape.reduce(1, *), outputs: units, relu: false,
                                    maxBatch: maxBatch, needsInputGradient: !first, backend: backend)
@@ -57,6 +63,8 @@ public final class Net {
     /// zero velocities. Parameters are drawn in layer order from one seeded generator.
     public func initialise(seed: UInt64) {
         var rng = Xoshiro(seed: seed)
+        dropoutSeed = seed ^ 0x5DEE_CE66_D1CE_4E5B
+        step = 0
         for p in parameters {
             let t = Tensor(shape: [p.count])
             if let (fanIn, fanOut) = p.fans {
@@ -81,6 +89,13 @@ public final class Net {
     /// Forward + MSE + backward + Nesterov update on the batch in `input`/`target`. Returns the loss.
     @discardableResult
     public func trainStep(batch: Int, learningRate: Float, momentum: Float) -> Float {
+        step += 1
+        for (i, layer) in layers.enumerated() {
+            if let d = layer as? DropoutLayer {
+                var mix = Xoshiro(seed: dropoutSeed &+ step &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i))
+                d.seed = mix.next()
+            }
+        }
         forward(batch: batch, training: true)
         let loss = backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
         backward(batch: batch)

@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let backend = engine.makeBackend()
+        let backend = try engine.makeBackend()
         var rng = Xoshiro(seed: 7)
         let x = Tensor(shape: [images, Keypoints.imageSize])
         for i in 0..<x.count { x[i] = rng.nextFloat() }
@@ -46,7 +46,7 @@ struct Bench: ParsableCommand {
             let net = Net(Architecture.named(model)!, backend: backend, maxBatch: 128)
             net.initialise(seed: 1)
             var config = TrainConfig()
-            config.learningRate = 1e-4  // keep the weights sane over repeated epochs on random data
+            config.learningRate = Schedule(1e-4)  // keep the weights sane over repeated epochs on random data
             let trainer = Trainer(net: net, train: data, valid: TrainingData(images: Tensor(shape: [0, Keypoints.imageSize]), targets: Tensor(shape: [0, Keypoints.count])), config: config)
             _ = try? trainer.runEpoch()  // warm-up
             var epochTimes: [Double] = []

@@ -30,7 +30,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        let backend = engine.makeBackend()
+        let backend = try engine.makeBackend()
         let net: Net
         let read: KaggleCSV.Result
         do {

@@ -18,7 +18,7 @@ struct EngineOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    func makeBackend() -> Backend { CPUBackend(threads: threads) }
+    func makeBackend() throws -> Backend { CPUBackend(threads: threads) }
 }
 
 extension EngineOptions {

@@ -34,7 +34,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        let backend = engine.makeBackend()
+        let backend = try engine.makeBackend()
         let net: Net
         do { net = try ModelFile.load(path: model, backend: backend) } catch { throw fail("\(error)") }
         var ids: [String] = []

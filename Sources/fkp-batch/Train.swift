@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import FKPEngine
 import FKPIngest
 import FKPNets
@@ -16,88 +17,179 @@ struct Train: ParsableCommand {
         names, input scaling) and the history as <out>.history.csv, and prints a one-line summary on
         stdout. Losses are mean squared errors of targets scaled to [-1, 1]; RMSE in pixels = sqrt(loss) * 48.
 
+        Models are the tutorial's presets; any option given explicitly overrides the preset's value:
+          net1  MLP 9216-100-30, 400 epochs            net2  CNN, 1000 epochs, lr 0.01, momentum 0.9
+          net3  net2 + --augment flip, 3000 epochs     net4  net2 + --lr 0.03:0.0001 --momentum 0.9:0.999
+          net5  net4 + flip, 2000 epochs               net6  net5 + dropout, early stopping 200, 3000 epochs
+          net7  net6 with dense 1000-1000, 10000 epochs
+
+        The output file is also a checkpoint (weights, momentum buffers, epoch, schedule position, RNG
+        state), written atomically now and then, on Ctrl-C (after the current batch) and at the end;
+        --resume continues it exactly as an uninterrupted run would. A run that diverges (NaN) stops with
+        exit code 1 and leaves the last good checkpoint.
+
         Examples:
-          fkp-batch train --model net1 --data training.csv --epochs 400 --out net1.safetensors
-          fkp-batch train --model net2 --data samples/training-sample.csv --epochs 5
+          fkp-batch train --model net1 --data training.csv --out net1.safetensors
+          fkp-batch train --model net2 --augment flip --epochs 300 --lr 0.03:0.0001 --momentum 0.9:0.999
+          fkp-batch train --resume net5.safetensors
         """)
 
-    @Option(help: "Architecture: net1 (MLP) or net2 (CNN).") var model: String = "net1"
-    @Option(help: "Training CSV (30 keypoint columns + Image).") var data: String = "samples/training-sample.csv"
-    @Option(help: "Epochs to train.") var epochs: Int = 100
-    @Option(name: .customLong("batch-size"), help: "Images per mini-batch.") var batchSize: Int = 128
-    @Option(help: "Learning rate of SGD with Nesterov momentum.") var lr: Float = 0.01
-    @Option(help: "Momentum.") var momentum: Float = 0.9
-    @Option(help: "Seed of the split, the initial weights and the shuffles.") var seed: UInt64 = 42
-    @Option(help: "Where to write the model (safetensors).") var out: String?
+    @Option(help: "Preset: net1 ... net7 (architecture and the tutorial's hyper-parameters).") var model: String?
+    @Option(help: "Training CSV (30 keypoint columns + Image).") var data: String?
+    @Option(help: "Epochs to train (default: the preset's).") var epochs: Int?
+    @Option(name: .customLong("batch-size"), help: "Images per mini-batch.") var batchSize: Int?
+    @Option(help: ArgumentHelp("Learning rate: a number, or START:STOP for a linear schedule over the epochs.", valueName: "lr"))
+    var lr: String?
+    @Option(help: ArgumentHelp("Nesterov momentum: a number, or START:STOP.", valueName: "momentum")) var momentum: String?
+    @Option(help: ArgumentHelp("Augmentation: flip (mirror half of each batch) or none.", valueName: "kind")) var augment: String?
+    @Flag(help: "Add net6's dropout (0.1/0.2/0.3 after the pools, 0.5 after the hidden layers) to a CNN preset.")
+    var dropout = false
+    @Option(name: .customLong("early-stopping"), help: ArgumentHelp("Stop after PATIENCE epochs without a better valid loss; keep the best weights.", valueName: "patience"))
+    var earlyStopping: Int?
+    @Option(help: "Seed of the split, the initial weights, the shuffles and the augmentation.") var seed: UInt64?
+    @Option(help: "Where to write the model (safetensors); default <model>.safetensors.") var out: String?
+    @Option(help: ArgumentHelp("Continue the run saved in this checkpoint.", valueName: "checkpoint")) var resume: String?
     @Flag(name: .customLong("skip-bad-rows"), help: "Warn about malformed CSV rows and go on instead of stopping.")
     var skipBadRows = false
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard Architecture.named(model) != nil else { throw ValidationError("--model must be net1 or net2, not '\(model)'") }
-        guard epochs >= 1 else { throw ValidationError("--epochs must be at least 1") }
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be a positive number") }
-        guard momentum >= 0, momentum < 1 else { throw ValidationError("--momentum must be in [0, 1)") }
+        if let model, Recipe.preset(model) == nil {
+            throw ValidationError("--model must be one of \(Architecture.names.joined(separator: ", ")), not '\(model)'")
+        }
+        if let epochs, epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+        if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let lr {
+            guard let s = Schedule(parsing: lr), s.start > 0, s.stop > 0 else {
+                throw ValidationError("--lr must be a positive number or START:STOP, not '\(lr)'")
+            }
+        }
+        if let momentum {
+            guard let s = Schedule(parsing: momentum), (0..<1).contains(s.start), (0..<1).contains(s.stop) else {
+                throw ValidationError("--momentum must be in [0, 1), or START:STOP, not '\(momentum)'")
+            }
+        }
+        if let augment, !["flip", "none"].contains(augment) { throw ValidationError("--augment must be flip or none") }
+        if let earlyStopping, earlyStopping < 1 { throw ValidationError("--early-stopping must be at least 1") }
+        if resume != nil && (model != nil || dropout) {
+            throw ValidationError("--resume takes the model from the checkpoint; drop --model/--dropout")
+        }
     }
 
     func run() throws {
-        let outPath = out ?? "\(model).safetensors"
-        if URL(fileURLWithPath: outPath).standardizedFileURL == URL(fileURLWithPath: data).standardizedFileURL {
+        // Settings: the checkpoint's (when resuming), else the preset's, then explicit options on top.
+        var resumeFile: Safetensors.File?
+        var meta: [String: String] = [:]
+        if let resume {
+            do { resumeFile = try Safetensors.read(path: resume) } catch { throw fail("\(error)") }
+            meta = resumeFile!.metadata
+        }
+        let modelName = model ?? meta["model"] ?? "net1"
+        guard var recipe = Recipe.preset(modelName) else { throw fail("unknown model '\(modelName)' in \(resume ?? "")") }
+        if dropout || meta["dropout"] == "true" {
+            guard recipe.architecture.isConvolutional else { throw fail("--dropout applies to the CNN presets (net2 ... net7)") }
+            recipe.architecture = .net2(hidden: modelName == "net7" ? 1000 : 500, dropout: true,
+                                        dropoutAfterHidden5: modelName == "net7", name: modelName)
+        }
+        var config = recipe.config
+        func pick<T>(_ explicit: T?, _ key: String, _ parse: (String) -> T?) -> T? { explicit ?? meta[key].flatMap(parse) }
+        config.epochs = epochs ?? pick(nil, "epochs_planned", Int.init) ?? config.epochs
+        config.batchSize = pick(batchSize, "batch_size", Int.init) ?? config.batchSize
+        config.learningRate = (lr ?? meta["lr"]).flatMap(Schedule.init(parsing:)) ?? config.learningRate
+        config.momentum = (momentum ?? meta["momentum"]).flatMap(Schedule.init(parsing:)) ?? config.momentum
+        if let a = augment ?? meta["augment"] { config.flipPairs = a == "flip" ? keypointFlipPairs : nil }
+        if let e = earlyStopping ?? meta["early_stopping"].flatMap(Int.init) { config.earlyStoppingPatience = e }
+        config.seed = pick(seed, "seed", UInt64.init) ?? 42
+        let dataPath = data ?? meta["data"] ?? "samples/training-sample.csv"
+        let outPath = out ?? resume ?? "\(modelName).safetensors"
+        if URL(fileURLWithPath: outPath).standardizedFileURL == URL(fileURLWithPath: dataPath).standardizedFileURL {
             throw fail("--out \(outPath) is the training data; refusing to overwrite an input")
         }
+
         let read: KaggleCSV.Result
-        do { read = try KaggleCSV.read(path: data, skipBadRows: skipBadRows) } catch {
-            throw fail("\(error)")
-        }
+        do { read = try KaggleCSV.read(path: dataPath, skipBadRows: skipBadRows) } catch { throw fail("\(error)") }
         for e in read.skipped { Log.warn("skipped \(e)") }
         let faces = read.faces
-        guard faces.keypoints != nil else { throw fail("\(data) has no keypoint columns: it is not a training file") }
+        guard faces.keypoints != nil else { throw fail("\(dataPath) has no keypoint columns: it is not a training file") }
         let complete = faces.completeRows
-        let split = Split(rows: complete, seed: seed)
+        let split = Split(rows: complete, seed: config.seed)
         guard split.train.count >= 1, split.valid.count >= 1 else {
-            throw fail("\(data): \(complete.count) complete rows; at least 2 are needed to train and validate")
+            throw fail("\(dataPath): \(complete.count) complete rows; at least 2 are needed to train and validate")
         }
-        Log.info("\(data): \(faces.count) rows, \(complete.count) complete; training on \(split.train.count), validating on \(split.valid.count)")
-        let backend = engine.makeBackend()
-        let net = Net(Architecture.named(model)!, backend: backend, maxBatch: batchSize)
-        net.initialise(seed: seed)
-        Log.info("\(model): \(net.parameterCount) parameters on \(backend.name)")
-        var config = TrainConfig()
-        config.epochs = epochs; config.batchSize = batchSize; config.learningRate = lr
-        config.momentum = momentum; config.seed = seed
+        Log.info("\(dataPath): \(faces.count) rows, \(complete.count) complete; training on \(split.train.count), validating on \(split.valid.count)")
+        let backend = try engine.makeBackend()
+        let net = Net(recipe.architecture, backend: backend, maxBatch: config.batchSize)
+        net.initialise(seed: config.seed)
         let trainer = Trainer(net: net, train: TrainingData(faces, rows: split.train),
                               valid: TrainingData(faces, rows: split.valid), config: config)
+        if let resumeFile {
+            do { try trainer.resume(from: resumeFile, path: resume!) } catch { throw fail("\(error)") }
+            Log.info("resuming \(resume!) after epoch \(trainer.history.count)")
+        }
+        Log.info("\(modelName): \(net.parameterCount) parameters on \(backend.name); \(config.epochs) epochs, lr \(config.learningRate), momentum \(config.momentum), batch \(config.batchSize)\(config.flipPairs != nil ? ", flip" : "")\(config.earlyStoppingPatience.map { ", early stopping \($0)" } ?? "")")
+
+        let metadata: [String: String] = [
+            "model": modelName, "epochs_planned": "\(config.epochs)", "lr": config.learningRate.description,
+            "momentum": config.momentum.description, "batch_size": "\(config.batchSize)", "seed": "\(config.seed)",
+            "augment": config.flipPairs != nil ? "flip" : "none", "dropout": "\(recipe.architecture.layers.contains { if case .dropout = $0 { return true } else { return false } })",
+            "early_stopping": config.earlyStoppingPatience.map(String.init) ?? "", "data": dataPath,
+            "train_rows": "\(split.train.count)", "valid_rows": "\(split.valid.count)", "device": backend.name,
+        ]
         let historyPath = historyPath(for: outPath)
-        func metadata(epoch: Int) -> [String: String] {
-            ["model": model, "epoch": "\(epoch)", "lr": "\(lr)", "momentum": "\(momentum)",
-             "batch_size": "\(batchSize)", "seed": "\(seed)", "data": data,
-             "train_rows": "\(split.train.count)", "valid_rows": "\(split.valid.count)"]
+        let interrupt = InterruptFlag()
+        let progress = ProgressLine(totalEpochs: config.epochs)
+        var lastSave = Date(), saveCost = 0.0
+        func checkpoint() throws {
+            let t0 = Date()
+            try trainer.saveCheckpoint(path: outPath, metadata: metadata)
+            try writeAtomically(Data(trainer.historyCSV.utf8), to: historyPath)
+            saveCost = Date().timeIntervalSince(t0)
+            lastSave = Date()
         }
+
         Log.info(EpochRecord.tableHeader)
+        for r in trainer.history { Log.info(r.tableLine) }
         let started = Date()
-        var failure: Error?
-        for epoch in 1...epochs {
-            do {
-                let r = try trainer.runEpoch()
-                Log.info(r.tableLine)
-                try writeAtomically(Data(trainer.historyCSV.utf8), to: historyPath)
-                // Checkpoint now and then so a long run that is killed keeps its progress.
-                if epoch % 25 == 0 && epoch < epochs { try net.save(path: outPath, metadata: metadata(epoch: epoch)) }
-            } catch let e as TrainingDiverged {
-                failure = e
-                break
+        var outcome = Trainer.Outcome.finished
+        do {
+            while trainer.nextEpoch <= config.epochs {
+                guard let r = try trainer.runEpoch(shouldStop: { interrupt.isSet },
+                                                   onBatch: { progress.batch($0, of: $1, epoch: trainer.nextEpoch) }) else {
+                    outcome = .interrupted
+                    break
+                }
+                progress.clear()
+                Log.info(r.tableLine(best: config.earlyStoppingPatience != nil && trainer.state.bestEpoch == r.epoch))
+                progress.epochDone(r.epoch, seconds: r.seconds)
+                if trainer.patienceExhausted { outcome = .earlyStopped; break }
+                if interrupt.isSet { outcome = .interrupted; break }
+                // Checkpoint when it costs under a tenth of the time since the last one.
+                if Date().timeIntervalSince(lastSave) >= 10 * saveCost { try checkpoint() }
             }
+        } catch let e as TrainingDiverged {
+            progress.clear()
+            throw fail("\(e); \(outPath) keeps the last good checkpoint, \(historyPath) the losses so far", code: 1)
         }
-        if let failure {
-            throw fail("\(failure); \(outPath) keeps the last good checkpoint, \(historyPath) the losses so far", code: 1)
+        interrupt.restore()
+        progress.clear()
+        switch outcome {
+        case .interrupted:
+            try checkpoint()
+            Log.info("interrupted: saved the state after epoch \(trainer.history.count)\(trainer.state.bestEpoch > 0 ? "" : "") to \(outPath); continue with: fkp-batch train --resume \(outPath)")
+            throw ExitCode(130)
+        case .earlyStopped, .finished:
+            if outcome == .earlyStopped {
+                Log.info("early stopping: no better valid loss for \(config.earlyStoppingPatience!) epochs; keeping epoch \(trainer.state.bestEpoch)")
+            }
+            trainer.restoreBest()
+            try checkpoint()
         }
-        try net.save(path: outPath, metadata: metadata(epoch: epochs))
         let last = trainer.history.last!
-        Log.info(String(format: "trained %d epochs in %.1f s; wrote %@ and %@", epochs, Date().timeIntervalSince(started),
-                        outPath, historyPath))
+        let best = trainer.history[max(0, (config.earlyStoppingPatience != nil ? trainer.state.bestEpoch : last.epoch) - 1)]
+        Log.info(String(format: "trained %d epochs in %.1f s; wrote %@ and %@", trainer.history.count,
+                        Date().timeIntervalSince(started), outPath, historyPath))
         print(String(format: "model=%@ epochs=%d train_loss=%.6f valid_loss=%.6f valid_rmse_px=%.3f out=%@",
-                     model, epochs, last.trainLoss, last.validLoss, last.validRMSE, outPath))
+                     modelName, best.epoch, best.trainLoss, best.validLoss, best.validRMSE, outPath))
     }
 }
 
@@ -106,4 +198,66 @@ func historyPath(for modelPath: String) -> String {
     let url = URL(fileURLWithPath: modelPath)
     let stem = url.pathExtension == "safetensors" ? url.deletingPathExtension() : url
     return stem.path + ".history.csv"
+}
+
+/// Ctrl-C (SIGINT) asks the run to stop after the current batch; a second Ctrl-C kills as usual.
+final class InterruptFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    private var source: DispatchSourceSignal?
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        s.setEventHandler { [weak self] in
+            guard let self else { return }
+            self.lock.lock(); self.set = true; self.lock.unlock()
+            FileHandle.standardError.write(Data("\ninterrupt: stopping after the current batch (Ctrl-C again to kill)\n".utf8))
+            signal(SIGINT, SIG_DFL)
+        }
+        s.resume()
+        source = s
+    }
+
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return set }
+
+    func restore() {
+        source?.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+}
+
+/// A progress bar with an ETA for the run, on stderr and only when stderr is a terminal.
+final class ProgressLine {
+    let enabled = isatty(2) == 1
+    let totalEpochs: Int
+    var epochSeconds: [Double] = []
+    var shown = false
+    init(totalEpochs: Int) { self.totalEpochs = totalEpochs }
+
+    func batch(_ done: Int, of total: Int, epoch: Int) {
+        guard enabled else { return }
+        let width = 30, filled = width * done / max(total, 1)
+        var eta = ""
+        if !epochSeconds.isEmpty {
+            let per = epochSeconds.suffix(5).reduce(0, +) / Double(min(epochSeconds.count, 5))
+            eta = "  ETA " + formatDuration(per * Double(totalEpochs - epoch + 1) - per * Double(done) / Double(max(total, 1)))
+        }
+        let line = "\r  epoch \(epoch)/\(totalEpochs) [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total)\(eta)\u{1B}[K"
+        FileHandle.standardError.write(Data(line.utf8))
+        shown = true
+    }
+
+    func epochDone(_ epoch: Int, seconds: Double) { epochSeconds.append(seconds) }
+
+    func clear() {
+        guard enabled, shown else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        shown = false
+    }
+}
+
+func formatDuration(_ s: Double) -> String {
+    let t = Int(max(s, 0).rounded())
+    return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
 }

@@ -148,4 +148,58 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("no-such.csv"), r.stderr)
         XCTAssertEqual(r.stdout.split(separator: "\n").count, 11, "the good file is still predicted")
     }
+
+    func testEveryPresetTrainsAnEpoch() throws {
+        for model in ["net1", "net2", "net3", "net4", "net5", "net6", "net7"] {
+            let out = dir.appendingPathComponent("\(model).safetensors").path
+            let r = try fkpBatch(["train", "--model", model, "--epochs", "1", "--batch-size", "64", "--out", out])
+            XCTAssertEqual(r.status, 0, "\(model): \(r.stderr)")
+            XCTAssertTrue(r.stdout.hasPrefix("model=\(model) epochs=1 "), r.stdout)
+            // the weights load back for prediction
+            let p = try fkpBatch(["predict", "--model", out, "samples/test-sample.csv"])
+            XCTAssertEqual(p.status, 0, "\(model): \(p.stderr)")
+        }
+    }
+
+    func testDivergenceKeepsTheLastGoodCheckpoint() throws {
+        let out = dir.appendingPathComponent("d.safetensors").path
+        XCTAssertEqual(try fkpBatch(["train", "--epochs", "2", "--out", out]).status, 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: out))
+        let r = try fkpBatch(["train", "--resume", out, "--epochs", "4", "--lr", "1e7"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("diverged"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("keeps the last good checkpoint"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out)), before)
+    }
+
+    func testCtrlCSavesACheckpointThatResumes() throws {
+        let out = dir.appendingPathComponent("i.safetensors").path
+        let p = Process()
+        p.executableURL = fkpBatchBinary
+        p.arguments = ["train", "--model", "net2", "--epochs", "50", "--batch-size", "16", "--out", out]
+        p.currentDirectoryURL = repoRoot
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        // wait for the first epoch's line, then interrupt
+        var seen = ""
+        while !seen.contains("      1  ") {
+            let chunk = err.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        kill(p.processIdentifier, SIGINT)
+        let rest = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        seen += String(decoding: rest, as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 130, seen)
+        XCTAssertTrue(seen.contains("fkp-batch train --resume"), seen)
+        let resumed = try fkpBatch(["train", "--resume", out, "--epochs", "3"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resuming"), resumed.stderr)
+        XCTAssertTrue(resumed.stdout.hasPrefix("model=net2 epochs=3 "), resumed.stdout)
+        let history = try String(contentsOfFile: dir.appendingPathComponent("i.history.csv").path, encoding: .utf8)
+        XCTAssertEqual(history.split(separator: "\n").count, 4, history)
+    }
 }

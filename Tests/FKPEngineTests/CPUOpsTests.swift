@@ -258,3 +258,40 @@ final class CPUOpsTests: XCTestCase {
         XCTAssertEqual(results[0], results[1])
     }
 }
+
+final class DropoutTests: XCTestCase {
+    let cpu = CPUBackend(threads: 2)
+
+    func testDropoutDropsTheRateScalesTheRestAndRepeatsItsMask() {
+        let n = 100_000
+        let x = cpu.buffer([Float](repeating: 1, count: n)), y = cpu.makeBuffer(count: n)
+        cpu.dropoutForward(x: x, y: y, count: n, rate: 0.3, seed: 99)
+        let out = cpu.download(y)
+        let dropped = out.filter { $0 == 0 }.count
+        XCTAssertEqual(Double(dropped) / Double(n), 0.3, accuracy: 0.01)
+        XCTAssertTrue(out.allSatisfy { $0 == 0 || abs($0 - 1 / 0.7) < 1e-6 })
+        // backward: the same mask and scale (the gradient of y = x * mask / (1 - p))
+        let dx = cpu.makeBuffer(count: n)
+        cpu.dropoutBackward(dy: x, dx: dx, count: n, rate: 0.3, seed: 99)
+        XCTAssertEqual(cpu.download(dx), out)
+        // another seed, another mask; rate 0 passes values through
+        cpu.dropoutForward(x: x, y: y, count: n, rate: 0.3, seed: 100)
+        XCTAssertNotEqual(cpu.download(y), out)
+        cpu.dropoutForward(x: x, y: y, count: n, rate: 0, seed: 100)
+        XCTAssertEqual(cpu.download(y), [Float](repeating: 1, count: n))
+    }
+
+    func testDropoutGradientMatchesFiniteDifferences() {
+        var rng = Xoshiro(seed: 3)
+        var x = Check.random(50, &rng)
+        let r = Check.random(50, &rng)
+        func loss(_ xs: [Float]) -> Double {
+            let y = cpu.makeBuffer(count: 50)
+            cpu.dropoutForward(x: cpu.buffer(xs), y: y, count: 50, rate: 0.5, seed: 7)
+            return zip(cpu.download(y), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        let dx = cpu.makeBuffer(count: 50)
+        cpu.dropoutBackward(dy: cpu.buffer(r), dx: dx, count: 50, rate: 0.5, seed: 7)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(dx), Check.numericGradient(&x, eps: 1e-2, loss)), 1e-3)
+    }
+}

@@ -31,7 +31,7 @@ final class TrainingTests: XCTestCase {
         let net = Net(arch, backend: CPUBackend(threads: threads), maxBatch: 32)
         net.initialise(seed: seed)
         var config = TrainConfig()
-        config.batchSize = 32; config.learningRate = lr; config.seed = seed
+        config.batchSize = 32; config.learningRate = Schedule(lr); config.seed = seed
         return Trainer(net: net, train: TrainingData(Self.sample, rows: split.train),
                        valid: TrainingData(Self.sample, rows: split.valid), config: config)
     }
@@ -41,7 +41,7 @@ final class TrainingTests: XCTestCase {
         let t = makeTrainer(.net1())
         let before = t.loss(on: t.valid)
         var records: [EpochRecord] = []
-        for _ in 0..<15 { records.append(try t.runEpoch()) }
+        for _ in 0..<15 { records.append(try t.runEpoch()!) }
         print(EpochRecord.tableHeader)
         records.forEach { print($0.tableLine) }
         XCTAssertLessThan(records.last!.validLoss, before / 5)
@@ -53,9 +53,9 @@ final class TrainingTests: XCTestCase {
     func testConvNetLossFalls() throws {
         let t = makeTrainer(.net2(hidden: 64))
         let before = t.loss(on: t.valid)
-        let first = try t.runEpoch()
+        let first = try t.runEpoch()!
         var last = first
-        for _ in 0..<5 { last = try t.runEpoch() }
+        for _ in 0..<5 { last = try t.runEpoch()! }
         print("net2 (hidden 64): valid loss untrained \(before); train loss \(first.trainLoss) -> \(last.trainLoss), valid \(first.validLoss) -> \(last.validLoss)")
         XCTAssertLessThan(last.trainLoss, first.trainLoss * 0.8)
         XCTAssertLessThan(last.validLoss, before * 0.8)
@@ -64,7 +64,7 @@ final class TrainingTests: XCTestCase {
     func testSameSeedAndThreadsGiveTheSameLosses() throws {
         let a = makeTrainer(.net1(), seed: 9), b = makeTrainer(.net1(), seed: 9)
         for _ in 0..<2 {
-            let ra = try a.runEpoch(), rb = try b.runEpoch()
+            let ra = try a.runEpoch()!, rb = try b.runEpoch()!
             XCTAssertEqual(ra.trainLoss, rb.trainLoss)
             XCTAssertEqual(ra.validLoss, rb.validLoss)
         }
