@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FKPEngine
+import FKPExport
 import FKPIngest
 import FKPNets
 import FKPTensor
@@ -49,6 +50,7 @@ struct Train: ParsableCommand {
     @Option(help: "Seed of the split, the initial weights, the shuffles and the augmentation.") var seed: UInt64?
     @Option(help: "Where to write the model (safetensors); default <model>.safetensors.") var out: String?
     @Option(help: ArgumentHelp("Continue the run saved in this checkpoint.", valueName: "checkpoint")) var resume: String?
+    @Option(help: ArgumentHelp("At the end, draw the losses to this PNG (see fkp-batch plot).", valueName: "png")) var plot: String?
     @Flag(name: .customLong("skip-bad-rows"), help: "Warn about malformed CSV rows and go on instead of stopping.")
     var skipBadRows = false
     @OptionGroup var engine: EngineOptions
@@ -183,6 +185,12 @@ struct Train: ParsableCommand {
             }
             trainer.restoreBest()
             try checkpoint()
+        }
+        if let plot {
+            try writeLossPlot([LossHistory(name: modelName, epochs: trainer.history.map(\.epoch),
+                                           train: trainer.history.map(\.trainLoss), valid: trainer.history.map(\.validLoss))],
+                              to: plot, title: "\(modelName) loss per epoch")
+            Log.info("wrote \(plot)")
         }
         let last = trainer.history.last!
         let best = trainer.history[max(0, (config.earlyStoppingPatience != nil ? trainer.state.bestEpoch : last.epoch) - 1)]

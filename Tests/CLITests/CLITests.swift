@@ -203,3 +203,24 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(history.split(separator: "\n").count, 4, history)
     }
 }
+
+final class PlotTests: XCTestCase {
+    func testPlotDrawsHistoriesToPNG() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plot-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = dir.appendingPathComponent("a.history.csv").path, b = dir.appendingPathComponent("b.history.csv").path
+        try "epoch,train_loss,valid_loss\n1,0.1,0.05\n2,0.02,0.03\n3,0.01,0.02\n".write(toFile: a, atomically: true, encoding: .utf8)
+        try "epoch,train_loss,valid_loss,train_valid_ratio\n1,0.2,0.1,2\n2,0.05,0.04,1.2\n".write(toFile: b, atomically: true, encoding: .utf8)
+        let png = dir.appendingPathComponent("l.png").path
+        let r = try fkpBatch(["plot", a, b, "-o", png])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let data = try Data(contentsOf: URL(fileURLWithPath: png))
+        XCTAssertEqual(Array(data.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        // a broken history names its file and line
+        try "epoch,train_loss,valid_loss\n1,x,0.1\n".write(toFile: b, atomically: true, encoding: .utf8)
+        let bad = try fkpBatch(["plot", a, b, "-o", png])
+        XCTAssertEqual(bad.status, 2)
+        XCTAssertTrue(bad.stderr.contains("b.history.csv: line 2"), bad.stderr)
+    }
+}
