@@ -5,8 +5,11 @@
 // one float8 of A and one float16 of B per step of k. Work-groups are 1x1x1: PoCL then compiles
 // one wide, unrolled work-item, which is what reached ~200 GFLOP/s on a 2-core AVX-512 machine.
 //
-// global = (Npad/16, Mpad/8, splits). Split z covers k in [z*kChunk, min(K, (z+1)*kChunk)) and
-// writes its partial product to C + z*M*ldc (summed in a fixed order by sum_slices in reduce.cl).
+// Each work-item owns one 16-column panel of B and a run of panelsPerItem 8-row panels of A (PoCL pays
+// about a microsecond per work-group, so one 8x16 block per work-item would be mostly overhead).
+// global = (Npad/16, ceil(Mpad/8 / panelsPerItem), splits). Split z covers k in
+// [z*kChunk, min(K, (z+1)*kChunk)) and writes its partial product to C + z*M*ldc (summed in a fixed
+// order by sum_slices in reduce.cl); long k ranges are split so that the panels stay in cache.
 // flags: bit 0 adds bias[j], bit 1 applies ReLU (only used with one split).
 
 #define MR 8
@@ -35,25 +38,16 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_register(__global const float* restrict A, __global const float* restrict B,
                    __global float* restrict C, const int M, const int N, const int K,
                    const int kChunk, const int ldc, __global const float* restrict bias,
-                   const int flags)
+                   const int flags, const int panelsPerItem)
 {
     const int jp = get_global_id(0);
-    const int ip = get_global_id(1);
     const int z = get_global_id(2);
+    const int mPanels = (M + MR - 1) / MR;
+    const int ipBegin = get_global_id(1) * panelsPerItem;
+    const int ipEnd = min(mPanels, ipBegin + panelsPerItem);
     const int k0 = z * kChunk;
     const int k1 = min(K, k0 + kChunk);
-    const __global float* a = A + (size_t)ip * K * MR;
     const __global float* b = B + (size_t)jp * K * NR;
-
-    float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    for (int p = k0; p < k1; ++p) {
-        const float16 bv = vload16(p, b);
-        const float8 av = vload8(p, a);
-        FMA_ROW(c0, s0); FMA_ROW(c1, s1); FMA_ROW(c2, s2); FMA_ROW(c3, s3);
-        FMA_ROW(c4, s4); FMA_ROW(c5, s5); FMA_ROW(c6, s6); FMA_ROW(c7, s7);
-    }
-
-    const int i0 = ip * MR;
     const int j0 = jp * NR;
     const bool full = j0 + NR <= N;
     float16 bvec = (float16)(0.0f);
@@ -67,6 +61,19 @@ void gemm_register(__global const float* restrict A, __global const float* restr
         }
     }
     __global float* Cz = C + (size_t)z * M * ldc;
-    STORE_ROW(0, c0); STORE_ROW(1, c1); STORE_ROW(2, c2); STORE_ROW(3, c3);
-    STORE_ROW(4, c4); STORE_ROW(5, c5); STORE_ROW(6, c6); STORE_ROW(7, c7);
+
+    // The B panel (16 columns x this split's k range) stays in cache while the A panels stream past.
+    for (int ip = ipBegin; ip < ipEnd; ++ip) {
+        const __global float* a = A + (size_t)ip * K * MR;
+        float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+        for (int p = k0; p < k1; ++p) {
+            const float16 bv = vload16(p, b);
+            const float8 av = vload8(p, a);
+            FMA_ROW(c0, s0); FMA_ROW(c1, s1); FMA_ROW(c2, s2); FMA_ROW(c3, s3);
+            FMA_ROW(c4, s4); FMA_ROW(c5, s5); FMA_ROW(c6, s6); FMA_ROW(c7, s7);
+        }
+        const int i0 = ip * MR;
+        STORE_ROW(0, c0); STORE_ROW(1, c1); STORE_ROW(2, c2); STORE_ROW(3, c3);
+        STORE_ROW(4, c4); STORE_ROW(5, c5); STORE_ROW(6, c6); STORE_ROW(7, c7);
+    }
 }

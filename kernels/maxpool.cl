@@ -1,43 +1,51 @@
 // 2x2 max-pool, stride 2, NHWC; an odd last row/column is dropped (Lasagne's ignore_border).
+// Both kernels run over the pooled grid as (channel, ox, n*Ho + oy): no divisions, and neighbouring
+// work-items touch neighbouring channels. global = (C rounded up to 16, Wo, B*Ho), local = (16, 1, 1).
 
-// One work-item per output element. global = (B*Ho*Wo*C rounded up).
 __kernel void maxpool_forward(__global const float* restrict x, __global float* restrict y,
-                              const int H, const int W, const int C, const int Ho, const int Wo,
-                              const int total)
+                              const int H, const int W, const int C, const int Ho, const int Wo)
 {
-    const int e = get_global_id(0);
-    if (e >= total) return;
-    const int c = e % C;
-    int t = e / C;
-    const int ox = t % Wo; t /= Wo;
-    const int oy = t % Ho;
-    const int n = t / Ho;
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    const int ox = get_global_id(1);
+    const int row = get_global_id(2);  // n*Ho + oy
+    const int n = row / Ho, oy = row - n * Ho;
     const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
-    const size_t row = (size_t)W * C;
-    y[e] = fmax(fmax(x[base], x[base + C]), fmax(x[base + row], x[base + row + C]));
+    const size_t down = (size_t)W * C;
+    y[((size_t)row * Wo + ox) * C + c] = fmax(fmax(x[base], x[base + C]), fmax(x[base + down], x[base + down + C]));
 }
 
-// One work-item per input element: it receives dy of its window when it is the window's first
-// maximum in the order (0,0) (0,1) (1,0) (1,1), and zero otherwise (also in a dropped row/column).
-// Writing every dx element means nothing has to be cleared first. global = (B*H*W*C rounded up).
+// dy goes to the window's first maximum in the order (0,0) (0,1) (1,0) (1,1); the other three get
+// zero, and so does a dropped last row/column (written by the last window's work-item), so every dx
+// element is written and nothing has to be cleared first.
 __kernel void maxpool_backward(__global const float* restrict x, __global const float* restrict dy,
                                __global float* restrict dx, const int H, const int W, const int C,
-                               const int Ho, const int Wo, const int total)
+                               const int Ho, const int Wo)
 {
-    const int e = get_global_id(0);
-    if (e >= total) return;
-    const int c = e % C;
-    int t = e / C;
-    const int xx = t % W; t /= W;
-    const int yy = t % H;
-    const int n = t / H;
-    const int oy = yy >> 1, ox = xx >> 1;
-    if (oy >= Ho || ox >= Wo) { dx[e] = 0.0f; return; }
-    const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
-    const size_t row = (size_t)W * C;
-    size_t best = base;
-    if (x[base + C] > x[best]) best = base + C;
-    if (x[base + row] > x[best]) best = base + row;
-    if (x[base + row + C] > x[best]) best = base + row + C;
-    dx[e] = (best == (size_t)e) ? dy[((size_t)(n * Ho + oy) * Wo + ox) * C + c] : 0.0f;
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    const int ox = get_global_id(1);
+    const int row = get_global_id(2);
+    const int n = row / Ho, oy = row - n * Ho;
+    const size_t down = (size_t)W * C;
+    const size_t p0 = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
+    const size_t p1 = p0 + C, p2 = p0 + down, p3 = p2 + C;
+    const float g = dy[((size_t)row * Wo + ox) * C + c];
+    const float v0 = x[p0], v1 = x[p1], v2 = x[p2], v3 = x[p3];
+    int best = 0;
+    float m = v0;
+    if (v1 > m) { best = 1; m = v1; }
+    if (v2 > m) { best = 2; m = v2; }
+    if (v3 > m) { best = 3; }
+    dx[p0] = best == 0 ? g : 0.0f;
+    dx[p1] = best == 1 ? g : 0.0f;
+    dx[p2] = best == 2 ? g : 0.0f;
+    dx[p3] = best == 3 ? g : 0.0f;
+    const bool lastColumn = ox == Wo - 1 && (W & 1);
+    const bool lastRow = oy == Ho - 1 && (H & 1);
+    if (lastColumn) { dx[p1 + C] = 0.0f; dx[p3 + C] = 0.0f; }
+    if (lastRow) {
+        dx[p2 + down] = 0.0f; dx[p3 + down] = 0.0f;
+        if (lastColumn) dx[p3 + down + C] = 0.0f;
+    }
 }

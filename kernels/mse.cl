@@ -20,8 +20,8 @@ void mse_loss(__global const float* restrict prediction, __global const float* r
     }
     sums[l] = s;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int half = GROUP / 2; half > 0; half >>= 1) {
-        if (l < half) sums[l] += sums[l + half];
+    for (int step = GROUP / 2; step > 0; step >>= 1) {
+        if (l < step) sums[l] += sums[l + step];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (l == 0) loss[0] = sums[0] / (float)n;

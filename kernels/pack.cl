@@ -30,10 +30,28 @@ __kernel void pack_a(__global const float* restrict src, const int ld, const int
     }
 }
 
-// op(B)(p, j) = trans ? src[j*ld + p] : src[p*ld + j]. global = (Npad rounded up, chunks).
-__kernel void pack_b(__global const float* restrict src, const int ld, const int trans,
-                     const int K, const int N, const int Npad, const int Kpad, const int chunk,
-                     __global float* restrict dst)
+// op(B)(p, j) = trans ? src[j*ld + p] : src[p*ld + j].
+// Not transposed: work-item (p, jp) copies 16 consecutive words of row p into panel jp (vector load
+// and store when the panel is full). global = (Kpad rounded up, Npad/16).
+__kernel void pack_b(__global const float* restrict src, const int ld, const int K, const int N,
+                     const int Kpad, __global float* restrict dst)
+{
+    const int p = get_global_id(0);
+    const int jp = get_global_id(1);
+    if (p >= Kpad) return;
+    __global float* d = dst + ((size_t)jp * Kpad + p) * 16;
+    const int j0 = jp * 16;
+    if (p < K && j0 + 16 <= N) {
+        vstore16(vload16(0, src + (size_t)p * ld + j0), 0, d);
+    } else {
+        for (int c = 0; c < 16; ++c) d[c] = (p < K && j0 + c < N) ? src[(size_t)p * ld + j0 + c] : 0.0f;
+    }
+}
+
+// Transposed: work-item j packs column j; global = (Npad rounded up, chunks), work-item (j, z)
+// covering p in [z*chunk, min(Kpad, (z+1)*chunk)).
+__kernel void pack_b_t(__global const float* restrict src, const int ld, const int K, const int N,
+                       const int Npad, const int Kpad, const int chunk, __global float* restrict dst)
 {
     const int j = get_global_id(0);
     if (j >= Npad) return;
@@ -42,10 +60,8 @@ __kernel void pack_b(__global const float* restrict src, const int ld, const int
     __global float* d = dst + (size_t)(j >> 4) * Kpad * 16 + (j & 15);
     if (j >= N) {
         for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = 0.0f;
-    } else if (trans) {
-        for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = p < K ? src[(size_t)j * ld + p] : 0.0f;
     } else {
-        for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = p < K ? src[(size_t)p * ld + j] : 0.0f;
+        for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = p < K ? src[(size_t)j * ld + p] : 0.0f;
     }
 }
 

@@ -1,14 +1,18 @@
 // Deterministic reductions (PoCL has no float atomics): partial sums are written per chunk and then
 // added in chunk order, so results never depend on scheduling.
 
-// dst[e] = sum over z of src[z*len + e], z = 0, 1, ... in order. global = (len rounded up).
+// dst[e] = sum over z of src[z*len + e], z = 0, 1, ... in order, then (flags bit 0) + bias[e % cols]
+// and (flags bit 1) ReLU: the epilogue of a GEMM split along k. global = (len rounded up).
 __kernel void sum_slices(__global const float* restrict src, const int slices, const int len,
+                         const int cols, __global const float* restrict bias, const int flags,
                          __global float* restrict dst)
 {
     const int e = get_global_id(0);
     if (e >= len) return;
     float s = 0.0f;
     for (int z = 0; z < slices; ++z) s += src[(size_t)z * len + e];
+    if (flags & 1) s += bias[e % cols];
+    if (flags & 2) s = fmax(s, 0.0f);
     dst[e] = s;
 }
 

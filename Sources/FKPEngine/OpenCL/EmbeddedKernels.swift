@@ -45,8 +45,11 @@ __kernel void dropout_apply(__global const float* restrict src, __global float* 
 // one float8 of A and one float16 of B per step of k. Work-groups are 1x1x1: PoCL then compiles
 // one wide, unrolled work-item, which is what reached ~200 GFLOP/s on a 2-core AVX-512 machine.
 //
-// global = (Npad/16, Mpad/8, splits). Split z covers k in [z*kChunk, min(K, (z+1)*kChunk)) and
-// writes its partial product to C + z*M*ldc (summed in a fixed order by sum_slices in reduce.cl).
+// Each work-item owns one 16-column panel of B and a run of panelsPerItem 8-row panels of A (PoCL pays
+// about a microsecond per work-group, so one 8x16 block per work-item would be mostly overhead).
+// global = (Npad/16, ceil(Mpad/8 / panelsPerItem), splits). Split z covers k in
+// [z*kChunk, min(K, (z+1)*kChunk)) and writes its partial product to C + z*M*ldc (summed in a fixed
+// order by sum_slices in reduce.cl); long k ranges are split so that the panels stay in cache.
 // flags: bit 0 adds bias[j], bit 1 applies ReLU (only used with one split).
 
 #define MR 8
@@ -75,25 +78,16 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_register(__global const float* restrict A, __global const float* restrict B,
                    __global float* restrict C, const int M, const int N, const int K,
                    const int kChunk, const int ldc, __global const float* restrict bias,
-                   const int flags)
+                   const int flags, const int panelsPerItem)
 {
     const int jp = get_global_id(0);
-    const int ip = get_global_id(1);
     const int z = get_global_id(2);
+    const int mPanels = (M + MR - 1) / MR;
+    const int ipBegin = get_global_id(1) * panelsPerItem;
+    const int ipEnd = min(mPanels, ipBegin + panelsPerItem);
     const int k0 = z * kChunk;
     const int k1 = min(K, k0 + kChunk);
-    const __global float* a = A + (size_t)ip * K * MR;
     const __global float* b = B + (size_t)jp * K * NR;
-
-    float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    for (int p = k0; p < k1; ++p) {
-        const float16 bv = vload16(p, b);
-        const float8 av = vload8(p, a);
-        FMA_ROW(c0, s0); FMA_ROW(c1, s1); FMA_ROW(c2, s2); FMA_ROW(c3, s3);
-        FMA_ROW(c4, s4); FMA_ROW(c5, s5); FMA_ROW(c6, s6); FMA_ROW(c7, s7);
-    }
-
-    const int i0 = ip * MR;
     const int j0 = jp * NR;
     const bool full = j0 + NR <= N;
     float16 bvec = (float16)(0.0f);
@@ -107,8 +101,21 @@ void gemm_register(__global const float* restrict A, __global const float* restr
         }
     }
     __global float* Cz = C + (size_t)z * M * ldc;
-    STORE_ROW(0, c0); STORE_ROW(1, c1); STORE_ROW(2, c2); STORE_ROW(3, c3);
-    STORE_ROW(4, c4); STORE_ROW(5, c5); STORE_ROW(6, c6); STORE_ROW(7, c7);
+
+    // The B panel (16 columns x this split's k range) stays in cache while the A panels stream past.
+    for (int ip = ipBegin; ip < ipEnd; ++ip) {
+        const __global float* a = A + (size_t)ip * K * MR;
+        float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+        for (int p = k0; p < k1; ++p) {
+            const float16 bv = vload16(p, b);
+            const float8 av = vload8(p, a);
+            FMA_ROW(c0, s0); FMA_ROW(c1, s1); FMA_ROW(c2, s2); FMA_ROW(c3, s3);
+            FMA_ROW(c4, s4); FMA_ROW(c5, s5); FMA_ROW(c6, s6); FMA_ROW(c7, s7);
+        }
+        const int i0 = ip * MR;
+        STORE_ROW(0, c0); STORE_ROW(1, c1); STORE_ROW(2, c2); STORE_ROW(3, c3);
+        STORE_ROW(4, c4); STORE_ROW(5, c5); STORE_ROW(6, c6); STORE_ROW(7, c7);
+    }
 }
 """#,
         "gemm_tiled.cl": #"""
@@ -185,47 +192,55 @@ void gemm_tiled(__global const float* restrict A, __global const float* restrict
 """#,
         "maxpool.cl": #"""
 // 2x2 max-pool, stride 2, NHWC; an odd last row/column is dropped (Lasagne's ignore_border).
+// Both kernels run over the pooled grid as (channel, ox, n*Ho + oy): no divisions, and neighbouring
+// work-items touch neighbouring channels. global = (C rounded up to 16, Wo, B*Ho), local = (16, 1, 1).
 
-// One work-item per output element. global = (B*Ho*Wo*C rounded up).
 __kernel void maxpool_forward(__global const float* restrict x, __global float* restrict y,
-                              const int H, const int W, const int C, const int Ho, const int Wo,
-                              const int total)
+                              const int H, const int W, const int C, const int Ho, const int Wo)
 {
-    const int e = get_global_id(0);
-    if (e >= total) return;
-    const int c = e % C;
-    int t = e / C;
-    const int ox = t % Wo; t /= Wo;
-    const int oy = t % Ho;
-    const int n = t / Ho;
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    const int ox = get_global_id(1);
+    const int row = get_global_id(2);  // n*Ho + oy
+    const int n = row / Ho, oy = row - n * Ho;
     const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
-    const size_t row = (size_t)W * C;
-    y[e] = fmax(fmax(x[base], x[base + C]), fmax(x[base + row], x[base + row + C]));
+    const size_t down = (size_t)W * C;
+    y[((size_t)row * Wo + ox) * C + c] = fmax(fmax(x[base], x[base + C]), fmax(x[base + down], x[base + down + C]));
 }
 
-// One work-item per input element: it receives dy of its window when it is the window's first
-// maximum in the order (0,0) (0,1) (1,0) (1,1), and zero otherwise (also in a dropped row/column).
-// Writing every dx element means nothing has to be cleared first. global = (B*H*W*C rounded up).
+// dy goes to the window's first maximum in the order (0,0) (0,1) (1,0) (1,1); the other three get
+// zero, and so does a dropped last row/column (written by the last window's work-item), so every dx
+// element is written and nothing has to be cleared first.
 __kernel void maxpool_backward(__global const float* restrict x, __global const float* restrict dy,
                                __global float* restrict dx, const int H, const int W, const int C,
-                               const int Ho, const int Wo, const int total)
+                               const int Ho, const int Wo)
 {
-    const int e = get_global_id(0);
-    if (e >= total) return;
-    const int c = e % C;
-    int t = e / C;
-    const int xx = t % W; t /= W;
-    const int yy = t % H;
-    const int n = t / H;
-    const int oy = yy >> 1, ox = xx >> 1;
-    if (oy >= Ho || ox >= Wo) { dx[e] = 0.0f; return; }
-    const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
-    const size_t row = (size_t)W * C;
-    size_t best = base;
-    if (x[base + C] > x[best]) best = base + C;
-    if (x[base + row] > x[best]) best = base + row;
-    if (x[base + row + C] > x[best]) best = base + row + C;
-    dx[e] = (best == (size_t)e) ? dy[((size_t)(n * Ho + oy) * Wo + ox) * C + c] : 0.0f;
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    const int ox = get_global_id(1);
+    const int row = get_global_id(2);
+    const int n = row / Ho, oy = row - n * Ho;
+    const size_t down = (size_t)W * C;
+    const size_t p0 = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
+    const size_t p1 = p0 + C, p2 = p0 + down, p3 = p2 + C;
+    const float g = dy[((size_t)row * Wo + ox) * C + c];
+    const float v0 = x[p0], v1 = x[p1], v2 = x[p2], v3 = x[p3];
+    int best = 0;
+    float m = v0;
+    if (v1 > m) { best = 1; m = v1; }
+    if (v2 > m) { best = 2; m = v2; }
+    if (v3 > m) { best = 3; }
+    dx[p0] = best == 0 ? g : 0.0f;
+    dx[p1] = best == 1 ? g : 0.0f;
+    dx[p2] = best == 2 ? g : 0.0f;
+    dx[p3] = best == 3 ? g : 0.0f;
+    const bool lastColumn = ox == Wo - 1 && (W & 1);
+    const bool lastRow = oy == Ho - 1 && (H & 1);
+    if (lastColumn) { dx[p1 + C] = 0.0f; dx[p3 + C] = 0.0f; }
+    if (lastRow) {
+        dx[p2 + down] = 0.0f; dx[p3 + down] = 0.0f;
+        if (lastColumn) dx[p3 + down + C] = 0.0f;
+    }
 }
 """#,
         "mse.cl": #"""
@@ -251,8 +266,8 @@ void mse_loss(__global const float* restrict prediction, __global const float* r
     }
     sums[l] = s;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int half = GROUP / 2; half > 0; half >>= 1) {
-        if (l < half) sums[l] += sums[l + half];
+    for (int step = GROUP / 2; step > 0; step >>= 1) {
+        if (l < step) sums[l] += sums[l + step];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (l == 0) loss[0] = sums[0] / (float)n;
@@ -309,10 +324,28 @@ __kernel void pack_a(__global const float* restrict src, const int ld, const int
     }
 }
 
-// op(B)(p, j) = trans ? src[j*ld + p] : src[p*ld + j]. global = (Npad rounded up, chunks).
-__kernel void pack_b(__global const float* restrict src, const int ld, const int trans,
-                     const int K, const int N, const int Npad, const int Kpad, const int chunk,
-                     __global float* restrict dst)
+// op(B)(p, j) = trans ? src[j*ld + p] : src[p*ld + j].
+// Not transposed: work-item (p, jp) copies 16 consecutive words of row p into panel jp (vector load
+// and store when the panel is full). global = (Kpad rounded up, Npad/16).
+__kernel void pack_b(__global const float* restrict src, const int ld, const int K, const int N,
+                     const int Kpad, __global float* restrict dst)
+{
+    const int p = get_global_id(0);
+    const int jp = get_global_id(1);
+    if (p >= Kpad) return;
+    __global float* d = dst + ((size_t)jp * Kpad + p) * 16;
+    const int j0 = jp * 16;
+    if (p < K && j0 + 16 <= N) {
+        vstore16(vload16(0, src + (size_t)p * ld + j0), 0, d);
+    } else {
+        for (int c = 0; c < 16; ++c) d[c] = (p < K && j0 + c < N) ? src[(size_t)p * ld + j0 + c] : 0.0f;
+    }
+}
+
+// Transposed: work-item j packs column j; global = (Npad rounded up, chunks), work-item (j, z)
+// covering p in [z*chunk, min(Kpad, (z+1)*chunk)).
+__kernel void pack_b_t(__global const float* restrict src, const int ld, const int K, const int N,
+                       const int Npad, const int Kpad, const int chunk, __global float* restrict dst)
 {
     const int j = get_global_id(0);
     if (j >= Npad) return;
@@ -321,10 +354,8 @@ __kernel void pack_b(__global const float* restrict src, const int ld, const int
     __global float* d = dst + (size_t)(j >> 4) * Kpad * 16 + (j & 15);
     if (j >= N) {
         for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = 0.0f;
-    } else if (trans) {
-        for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = p < K ? src[(size_t)j * ld + p] : 0.0f;
     } else {
-        for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = p < K ? src[(size_t)p * ld + j] : 0.0f;
+        for (int p = p0; p < p1; ++p) d[(size_t)p * 16] = p < K ? src[(size_t)j * ld + p] : 0.0f;
     }
 }
 
@@ -435,14 +466,18 @@ __kernel void pack_b_conv_dx(__global const float* restrict w, const int Cin, co
 // Deterministic reductions (PoCL has no float atomics): partial sums are written per chunk and then
 // added in chunk order, so results never depend on scheduling.
 
-// dst[e] = sum over z of src[z*len + e], z = 0, 1, ... in order. global = (len rounded up).
+// dst[e] = sum over z of src[z*len + e], z = 0, 1, ... in order, then (flags bit 0) + bias[e % cols]
+// and (flags bit 1) ReLU: the epilogue of a GEMM split along k. global = (len rounded up).
 __kernel void sum_slices(__global const float* restrict src, const int slices, const int len,
+                         const int cols, __global const float* restrict bias, const int flags,
                          __global float* restrict dst)
 {
     const int e = get_global_id(0);
     if (e >= len) return;
     float s = 0.0f;
     for (int z = 0; z < slices; ++z) s += src[(size_t)z * len + e];
+    if (flags & 1) s += bias[e % cols];
+    if (flags & 2) s = fmax(s, 0.0f);
     dst[e] = s;
 }
 
