@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "FKPEngineTests", dependencies: ["FKPEngine"], swiftSettings: fast),
         .testTarget(name: "FKPOpenCLTests", dependencies: ["FKPEngine", "FKPNets"], swiftSettings: fast),
         .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest"], resources: [.copy("Fixtures")], swiftSettings: fast),
-        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPIngest"], swiftSettings: fast),
+        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPIngest"], exclude: ["Fixtures"], swiftSettings: fast),
         .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets"], swiftSettings: fast),
         .testTarget(name: "FKPTrainTests", dependencies: ["FKPTrain", "FKPExport"], swiftSettings: fast),
         .testTarget(name: "CLITests", dependencies: ["fkp-batch"], swiftSettings: fast),

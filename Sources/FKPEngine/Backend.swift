@@ -86,9 +86,15 @@ public protocol Backend: AnyObject {
 
     /// Waits for queued work (a no-op on the CPU engine).
     func synchronize()
+
+    /// Throws the first device error met since the backend was made (ops themselves cannot throw: a
+    /// failed device records its error, skips further work and reports NaN losses).
+    func check() throws
 }
 
 extension Backend {
+    public func check() throws {}
+
     public func write(_ tensor: Tensor, to buffer: DeviceBuffer) {
         write(UnsafeBufferPointer(tensor.buffer), to: buffer, offset: 0)
     }

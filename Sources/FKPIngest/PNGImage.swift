@@ -30,7 +30,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .unreadable(path, reason): return "\(path): cannot decode PNG: \(reason)"
+        case let .unreadable(path, reason): return "\(path): cannot decode image: \(reason)"
         case let .tooLarge(path, w, h, limit):
             return "\(path): image is \(w)x\(h) = \(Self.megapixels(w * h)) megapixels, more than the limit of "
                 + "\(Self.megapixels(limit)) megapixels (maxPixels = \(limit))"

@@ -5,13 +5,25 @@ import Foundation
 
 /// A trained model read from a safetensors file: its architecture comes from the metadata.
 public enum ModelFile {
-    public static func load(path: String, backend: Backend, maxBatch: Int = 128) throws -> Net {
+    /// A single net or a specialists bundle, whichever the file holds.
+    public static func loadModel(path: String, backend: Backend, maxBatch: Int = 128) throws -> KeypointModel {
         let file = try Safetensors.read(path: path)
+        if file.metadata["model"] == "specialists" {
+            return try SpecialistBundle.load(file, path: path, backend: backend, maxBatch: maxBatch)
+        }
+        return SingleNetModel(try load(file, path: path, backend: backend, maxBatch: maxBatch))
+    }
+
+    public static func load(path: String, backend: Backend, maxBatch: Int = 128) throws -> Net {
+        try load(try Safetensors.read(path: path), path: path, backend: backend, maxBatch: maxBatch)
+    }
+
+    public static func load(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int = 128) throws -> Net {
         guard let name = file.metadata["model"] else {
             throw CheckpointError(description: "\(path): no 'model' entry in the metadata; not an fkp-batch model")
         }
         guard let arch = Architecture.named(name) else {
-            throw CheckpointError(description: "\(path): unknown model '\(name)' (known: net1, net2)")
+            throw CheckpointError(description: "\(path): unknown model '\(name)' (known: \(Architecture.names.joined(separator: ", ")))")
         }
         let net = Net(arch, backend: backend, maxBatch: maxBatch)
         try net.load(file, path: path)

@@ -149,8 +149,9 @@ public final class Trainer {
             onBatch(state.batchLosses.count, batches)
         }
         let trainLoss = state.batchLosses.reduce(0, +) / Double(max(state.batchLosses.count, 1))
+        // An empty validation set (the bench) has no valid loss: NaN, which is not divergence.
         let validLoss = loss(on: valid)
-        if !validLoss.isFinite { throw TrainingDiverged(epoch: epoch, batch: 0) }
+        if valid.count > 0 && !validLoss.isFinite { throw TrainingDiverged(epoch: epoch, batch: 0) }
         state.epochSeconds += Date().timeIntervalSince(started)
         started = Date()
         let record = EpochRecord(epoch: epoch, trainLoss: trainLoss, validLoss: validLoss, seconds: state.epochSeconds,

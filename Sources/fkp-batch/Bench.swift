@@ -19,6 +19,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Training images per epoch.") var images: Int = 1712
     @Option(help: "Timed repetitions (the median is reported).") var `repeat`: Int = 3
     @Option(help: "Output: table or json.") var format: String = "table"
+    @Flag(name: .customLong("all-devices"), help: "Measure the CPU engine and every usable OpenCL device side by side in one run.")
+    var allDevices = false
     @Flag(help: "Also print the time per layer and pass of one training epoch (stderr).") var profile = false
     @OptionGroup var engine: EngineOptions
 
@@ -31,17 +33,31 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try engine.makeBackend()
+        var backends: [Backend] = [try engine.makeBackend()]
+        if allDevices {
+            backends = [CPUBackend(threads: engine.threads)]
+            for d in OpenCLRuntime.devices() where d.usable {
+                do {
+                    let t0 = Date()
+                    let b = try OpenCLBackend(deviceIndex: d.index)
+                    let cold = Date().timeIntervalSince(t0)
+                    let t1 = Date()
+                    _ = try OpenCLBackend(deviceIndex: d.index)  // the same kernels again: from the program cache
+                    Log.info(String(format: "opencl:%d %@: kernels ready in %.2f s (%@), %.3f s from the program cache", d.index, d.name, cold,
+                                    b.programBuilds.map { "\($0.origin)" }.joined(separator: ","), Date().timeIntervalSince(t1)))
+                    backends.append(b)
+                } catch { Log.warn("opencl:\(d.index) \(d.name) unusable: \(firstLine(error))") }
+            }
+        }
         var rng = Xoshiro(seed: 7)
         let x = Tensor(shape: [images, Keypoints.imageSize])
         for i in 0..<x.count { x[i] = rng.nextFloat() }
         let y = Tensor(shape: [images, Keypoints.count])
         for i in 0..<y.count { y[i] = rng.nextFloat() * 2 - 1 }
         let data = TrainingData(images: x, targets: y)
+        var table = [["model", "backend", "s/epoch", "train GFLOP/s", "infer img/s", "infer GFLOP/s"]]
+        for backend in backends {
         let threads = (backend as? CPUBackend)?.pool.count ?? 0
-        if format == "table" {
-            print("model  device                 s/epoch  train GFLOP/s    infer img/s  infer GFLOP/s")
-        }
         for model in models.split(separator: ",").map(String.init) {
             let net = Net(Architecture.named(model)!, backend: backend, maxBatch: 128)
             net.initialise(seed: 1)
@@ -78,13 +94,16 @@ struct Bench: ParsableCommand {
             let ips = Double(images) / infer
             let inferGF = flopPerImage * ips / 1e9
             if format == "json" {
-                print(jsonLine(["impl": "fkp-batch", "model": model, "device": engine.deviceName, "backend": backend.name,
+                print(jsonLine(["impl": "fkp-batch", "model": model, "device": deviceName(backend), "backend": backend.name,
                                 "threads": threads, "train_images": images, "epoch_seconds": epoch,
                                 "train_gflops": trainGF, "infer_images_per_second": ips, "infer_gflops": inferGF]))
             } else {
-                print(String(format: "%-6@ %-20@ %8.3f  %13.1f  %13.1f  %13.1f", model, backend.name, epoch, trainGF, ips, inferGF))
+                table.append([model, backend.name, String(format: "%.3f", epoch), String(format: "%.1f", trainGF),
+                              String(format: "%.1f", ips), String(format: "%.1f", inferGF)])
             }
         }
+        }
+        if format == "table" { printTable(table) }
     }
 }
 

@@ -31,15 +31,15 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let backend = try engine.makeBackend()
-        let net: Net
+        let net: KeypointModel
         let read: KaggleCSV.Result
         do {
-            net = try ModelFile.load(path: model, backend: backend)
+            net = try ModelFile.loadModel(path: model, backend: backend)
             read = try KaggleCSV.read(path: data, skipBadRows: skipBadRows)
         } catch { throw fail("\(error)") }
         for e in read.skipped { Log.warn("skipped \(e)") }
         guard let truth = read.faces.keypoints else { throw fail("\(data) has no keypoint columns to evaluate against") }
-        let predicted = predictKeypoints(net: net, images: read.faces.images)
+        let predicted = net.predict(read.faces.images)
         let report = RMSEReport(predicted: predicted, truth: truth)
         if format == "json" {
             var perKeypoint: [String: Double] = [:]
@@ -48,11 +48,9 @@ struct Evaluate: ParsableCommand {
                                            "values": report.values, "rmse_px": report.overall,
                                            "per_keypoint_rmse_px": perKeypoint]))
         } else {
-            print(String(format: "%-28@ %8@", "keypoint", "RMSE px"))
-            for (i, name) in RMSEReport.keypointNames.enumerated() {
-                print(String(format: "%-28@ %8.3f", name, report.perKeypoint[i]))
-            }
-            print(String(format: "%-28@ %8.3f", "overall (\(report.values) values)", report.overall))
+            printTable([["keypoint", "RMSE px"]]
+                + RMSEReport.keypointNames.enumerated().map { [$1, String(format: "%.3f", report.perKeypoint[$0])] }
+                + [["overall (\(report.values) values)", String(format: "%.3f", report.overall)]])
         }
         if !read.skipped.isEmpty { throw ExitCode(1) }
     }

@@ -35,8 +35,8 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         let backend = try engine.makeBackend()
-        let net: Net
-        do { net = try ModelFile.load(path: model, backend: backend) } catch { throw fail("\(error)") }
+        let net: KeypointModel
+        do { net = try ModelFile.loadModel(path: model, backend: backend) } catch { throw fail("\(error)") }
         var ids: [String] = []
         var imageIds: [Int?] = []
         var rows: [[Float]] = []
@@ -48,7 +48,7 @@ struct Predict: ParsableCommand {
                 let read = try KaggleCSV.read(path: path, skipBadRows: skipBadRows)
                 for e in read.skipped { Log.warn("skipped \(e)"); failed += 1 }
                 let faces = read.faces
-                rows += predictKeypoints(net: net, images: faces.images)
+                rows += net.predict(faces.images)
                 for i in 0..<faces.count {
                     let id = faces.imageIds?[i]
                     imageIds.append(id)
@@ -74,7 +74,7 @@ struct Predict: ParsableCommand {
             }
             let packed = Tensor(shape: [good.count, Keypoints.imageSize])
             packed.data.update(from: faces.data, count: packed.count)
-            rows += predictKeypoints(net: net, images: packed)
+            rows += net.predict(packed)
             for i in good { ids.append(pngs[i]); imageIds.append(nil) }
         }
         let text: String

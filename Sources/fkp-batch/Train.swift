@@ -50,6 +50,10 @@ struct Train: ParsableCommand {
     @Option(help: "Seed of the split, the initial weights, the shuffles and the augmentation.") var seed: UInt64?
     @Option(help: "Where to write the model (safetensors); default <model>.safetensors.") var out: String?
     @Option(help: ArgumentHelp("Continue the run saved in this checkpoint.", valueName: "checkpoint")) var resume: String?
+    @Flag(help: "Train the tutorial's six specialists (eyes, nose, mouth, bottom lip, eye corners, brows), each on every row with its group's values, into one bundle that predict and evaluate use like one model.")
+    var specialists = false
+    @Option(help: ArgumentHelp("With --specialists: start each from this trained net's weights (all but the output layer).", valueName: "model"))
+    var pretrained: String?
     @Option(help: ArgumentHelp("At the end, draw the losses to this PNG (see fkp-batch plot).", valueName: "png")) var plot: String?
     @Flag(name: .customLong("skip-bad-rows"), help: "Warn about malformed CSV rows and go on instead of stopping.")
     var skipBadRows = false
@@ -73,6 +77,8 @@ struct Train: ParsableCommand {
         }
         if let augment, !["flip", "none"].contains(augment) { throw ValidationError("--augment must be flip or none") }
         if let earlyStopping, earlyStopping < 1 { throw ValidationError("--early-stopping must be at least 1") }
+        if pretrained != nil && !specialists { throw ValidationError("--pretrained goes with --specialists") }
+        if specialists && resume != nil { throw ValidationError("--specialists runs cannot be resumed; run them again") }
         if resume != nil && (model != nil || dropout) {
             throw ValidationError("--resume takes the model from the checkpoint; drop --model/--dropout")
         }
@@ -110,6 +116,10 @@ struct Train: ParsableCommand {
 
         let read: KaggleCSV.Result
         do { read = try KaggleCSV.read(path: dataPath, skipBadRows: skipBadRows) } catch { throw fail("\(error)") }
+        if specialists {
+            for e in read.skipped { Log.warn("skipped \(e)") }
+            return try trainSpecialists(read.faces, recipe: recipe, config: config, dataPath: dataPath, outPath: outPath)
+        }
         for e in read.skipped { Log.warn("skipped \(e)") }
         let faces = read.faces
         guard faces.keypoints != nil else { throw fail("\(dataPath) has no keypoint columns: it is not a training file") }
@@ -161,6 +171,7 @@ struct Train: ParsableCommand {
                     break
                 }
                 progress.clear()
+                try backend.check()
                 Log.info(r.tableLine(best: config.earlyStoppingPatience != nil && trainer.state.bestEpoch == r.epoch))
                 progress.epochDone(r.epoch, seconds: r.seconds)
                 if trainer.patienceExhausted { outcome = .earlyStopped; break }
@@ -170,6 +181,7 @@ struct Train: ParsableCommand {
             }
         } catch let e as TrainingDiverged {
             progress.clear()
+            do { try backend.check() } catch { throw fail("\(backend.name) failed: \(error); \(outPath) keeps the last good checkpoint") }
             throw fail("\(e); \(outPath) keeps the last good checkpoint, \(historyPath) the losses so far", code: 1)
         }
         interrupt.restore()
@@ -268,4 +280,61 @@ final class ProgressLine {
 func formatDuration(_ s: Double) -> String {
     let t = Int(max(s, 0).rounded())
     return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+}
+
+extension Train {
+    /// The tutorial's specialists: six nets of the preset's architecture, each with its group's outputs,
+    /// trained on the rows that have the group's values. Epochs scale with the rows: a group with fewer
+    /// rows trains longer (tutorial: int(1e7 / n), int(4e6 / n) with pre-training); --epochs sets the
+    /// epochs of the largest group and the others scale from it.
+    func trainSpecialists(_ faces: FaceSet, recipe: Recipe, config base: TrainConfig, dataPath: String, outPath: String) throws {
+        guard faces.keypoints != nil else { throw fail("\(dataPath) has no keypoint columns") }
+        let backend = try engine.makeBackend()
+        let pre: Safetensors.File? = try pretrained.map { p in
+            do { return try Safetensors.read(path: p) } catch { throw fail("\(error)") }
+        }
+        let groups = SpecialistGroup.tutorial
+        let counts = groups.map { $0.rows(in: faces).count }
+        guard let largest = counts.max(), largest >= 2 else { throw fail("\(dataPath): no group has 2 rows with its values") }
+        var nets: [Net] = []
+        var summary: [String] = []
+        for (k, group) in groups.enumerated() {
+            let rows = group.rows(in: faces)
+            guard rows.count >= 2 else { throw fail("\(dataPath): only \(rows.count) rows have the \(group.name) values; 2 are needed") }
+            var config = base
+            let budget = pre != nil ? 4e6 : 1e7
+            config.epochs = epochs.map { max(1, Int((Double($0) * Double(largest) / Double(rows.count)).rounded())) }
+                ?? max(1, Int(budget / Double(rows.count)))
+            config.flipPairs = base.flipPairs == nil ? nil : group.flipPairs.map { ($0[0], $0[1]) }
+            let split = Split(rows: rows, seed: config.seed)
+            guard let arch = Architecture.named(recipe.architecture.name, outputs: group.columns.count) else {
+                throw fail("no architecture \(recipe.architecture.name)")
+            }
+            let net = Net(arch, backend: backend, maxBatch: config.batchSize)
+            net.initialise(seed: config.seed &+ UInt64(k))
+            if let pre {
+                do { _ = try copyPretrained(from: pre, path: pretrained!, into: net) } catch { throw fail("\(error)") }
+            }
+            let trainer = Trainer(net: net, train: TrainingData(faces, rows: split.train, columns: group.columns),
+                                  valid: TrainingData(faces, rows: split.valid, columns: group.columns), config: config)
+            Log.info("specialist \(k + 1)/6 \(group.name): \(rows.count) rows (\(split.train.count) train, \(split.valid.count) valid), \(config.epochs) epochs")
+            Log.info(EpochRecord.tableHeader)
+            while trainer.nextEpoch <= config.epochs {
+                guard let r = try? trainer.runEpoch() else {
+                    throw fail("specialist \(group.name) diverged at epoch \(trainer.nextEpoch); nothing was written", code: 1)
+                }
+                Log.info(r.tableLine(best: config.earlyStoppingPatience != nil && trainer.state.bestEpoch == r.epoch))
+                if trainer.patienceExhausted { break }
+            }
+            trainer.restoreBest()
+            try (backend as? OpenCLBackend)?.check()
+            let best = trainer.history[(config.earlyStoppingPatience != nil ? trainer.state.bestEpoch : trainer.history.count) - 1]
+            summary.append(String(format: "%@=%.3f", group.name, best.validRMSE))
+            nets.append(net)
+        }
+        let bundle = SpecialistBundle(nets: nets, groups: groups)
+        try bundle.save(path: outPath, metadata: ["data": dataPath, "seed": "\(base.seed)", "pretrained": pretrained ?? ""])
+        Log.info("wrote \(outPath)")
+        print("model=specialists base=\(recipe.architecture.name) valid_rmse_px: \(summary.joined(separator: " ")) out=\(outPath)")
+    }
 }

@@ -224,3 +224,66 @@ final class PlotTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("b.history.csv: line 2"), bad.stderr)
     }
 }
+
+final class DeviceTests: XCTestCase {
+    func testDevicesListsTheCPUEngineAndOpenCL() throws {
+        let r = try fkpBatch(["devices", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(lines.first?["device"] as? String, "cpu")
+        if lines.count == 1 { print("no OpenCL platform here: only the CPU engine is listed") }
+        for d in lines.dropFirst() {
+            XCTAssertTrue((d["device"] as! String).hasPrefix("opencl:"))
+            XCTAssertNotNil(d["opencl_version"]); XCTAssertNotNil(d["compute_units"])
+        }
+    }
+
+    /// No OpenCL platform (an empty vendors folder for the ICD loader): auto falls back to the CPU engine
+    /// silently, an explicit opencl is a clear error with exit code 2 and writes nothing.
+    func testFallbackWithoutAPlatform() throws {
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("no-icd-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let env = ["OCL_ICD_VENDORS": empty.path, "OPENCL_VENDOR_PATH": empty.path]
+        let out = empty.appendingPathComponent("m.safetensors").path
+        let auto = try fkpBatch(["train", "--epochs", "1", "--out", out, "--device", "auto"], environment: env)
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        XCTAssertTrue(auto.stderr.contains("on cpu"), auto.stderr)
+        try FileManager.default.removeItem(atPath: out)
+        let explicit = try fkpBatch(["train", "--epochs", "1", "--out", out, "--device", "opencl"], environment: env)
+        XCTAssertEqual(explicit.status, 2, explicit.stderr)
+        XCTAssertTrue(explicit.stderr.contains("CL_PLATFORM_NOT_FOUND") || explicit.stderr.contains("platform"), explicit.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let devices = try fkpBatch(["devices"], environment: env)
+        XCTAssertEqual(devices.status, 0)
+        XCTAssertTrue(devices.stderr.contains("no OpenCL platform"), devices.stderr)
+        // a device index that does not exist
+        let bad = try fkpBatch(["predict", "--model", "x.safetensors", "samples/test-sample.csv", "--device", "opencl:99"])
+        XCTAssertEqual(bad.status, 2)
+    }
+
+    /// net2 trained on the CPU engine and on OpenCL (PoCL here) from the same seed: the same losses
+    /// within 1e-3 relative, printed side by side.
+    func testTrainingOnOpenCLMatchesTheCPUEngine() throws {
+        guard try fkpBatch(["devices", "--format", "json"]).stdout.contains("opencl:") else {
+            print("skipped: no OpenCL platform on this machine")
+            throw XCTSkip("no OpenCL platform")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parity-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var histories: [[[Double]]] = []
+        for device in ["cpu", "opencl"] {
+            let out = dir.appendingPathComponent("\(device).safetensors").path
+            let r = try fkpBatch(["train", "--model", "net2", "--epochs", "2", "--batch-size", "32", "--out", out, "--device", device])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let h = try String(contentsOfFile: dir.appendingPathComponent("\(device).history.csv").path, encoding: .utf8)
+            histories.append(h.split(separator: "\n").dropFirst().map { $0.split(separator: ",").dropFirst().prefix(2).map { Double($0)! } })
+        }
+        for (c, o) in zip(histories[0], histories[1]) {
+            print("cpu train \(c[0]) valid \(c[1]) | opencl train \(o[0]) valid \(o[1])")
+            XCTAssertEqual(c[0], o[0], accuracy: 1e-3 * c[0])
+            XCTAssertEqual(c[1], o[1], accuracy: 1e-3 * c[1])
+        }
+    }
+}
