@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "fkp-batch",
             dependencies: [
-                "FKPTrain", "FKPExport",
+                "FKPTrain", "FKPExport", "FKPDetect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),

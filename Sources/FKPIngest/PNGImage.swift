@@ -246,6 +246,9 @@ public enum PNGCodec {
         image.width = png_uint_32(width)
         image.height = png_uint_32(height)
         image.format = format
+        // Speed over size: annotated photos are written by the thousand; PNG_IMAGE_FLAG_FAST picks
+        // libpng's quick filter and zlib settings (files ~10-20% larger, encoding several times faster).
+        image.flags = png_uint_32(PNG_IMAGE_FLAG_FAST)
         defer { png_image_free(&image) }
         let stride = png_int_32(width * channels)
         var size: png_alloc_size_t = 0

@@ -35,7 +35,13 @@ func fkpBatch(_ args: [String], stdin: String? = nil, environment: [String: Stri
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
+    let input = Pipe()
+    p.standardInput = stdin == nil ? FileHandle.nullDevice : input
     try p.run()
+    if let stdin {
+        input.fileHandleForWriting.write(Data(stdin.utf8))
+        try input.fileHandleForWriting.close()
+    }
     // Read both pipes concurrently so neither fills up and blocks the child.
     final class Box: @unchecked Sendable { var data = Data() }
     let errBox = Box()
@@ -285,5 +291,127 @@ final class DeviceTests: XCTestCase {
             XCTAssertEqual(c[0], o[0], accuracy: 1e-3 * c[0])
             XCTAssertEqual(c[1], o[1], accuracy: 1e-3 * c[1])
         }
+    }
+}
+
+final class AnnotateTests: XCTestCase {
+    var dir: URL!
+    static var model: String = {
+        // A quickly trained model: these tests check the pipeline, not the accuracy.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("annotate-model-\(getpid()).safetensors").path
+        _ = try? fkpBatch(["train", "--model", "net1", "--epochs", "2", "--out", path])
+        return path
+    }()
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("ann-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func csvRows(_ s: String) -> [[String]] { s.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } }
+
+    func testFolderOfPhotos() throws {
+        let out = dir.appendingPathComponent("out").path
+        let r = try fkpBatch(["annotate", "samples/photos", "-o", out, "--model", Self.model])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = csvRows(r.stdout)
+        XCTAssertEqual(rows[0].prefix(8), ["file", "faces", "face", "x", "y", "w", "h", "score"])
+        XCTAssertEqual(rows[0].count, 38)
+        XCTAssertEqual(rows.count, 3, r.stdout)
+        let astronaut = rows.first { $0[0].hasSuffix("skimage_astronaut.png") }!
+        XCTAssertEqual(astronaut[1], "1")
+        let (x, y, w) = (Double(astronaut[3])!, Double(astronaut[4])!, Double(astronaut[5])!)
+        XCTAssertEqual(x, 177, accuracy: 10); XCTAssertEqual(y, 66, accuracy: 10); XCTAssertEqual(w, 95, accuracy: 10)
+        // keypoints are in photo pixels, inside the face's neighbourhood
+        let points = astronaut[8...].map { Double($0)! }
+        for k in stride(from: 0, to: 30, by: 2) {
+            XCTAssertTrue((x - w / 2)...(x + 1.5 * w) ~= points[k], "x \(points[k])")
+            XCTAssertTrue((y - w / 2)...(y + 1.5 * w) ~= points[k + 1], "y \(points[k + 1])")
+        }
+        let camera = rows.first { $0[0].hasSuffix("skimage_camera.png") }!
+        XCTAssertEqual(camera[1], "0", "a photo without a face says so")
+        XCTAssertTrue(r.stderr.contains("skimage_camera.png: no face found"))
+        for name in ["skimage_astronaut.png", "skimage_camera.png"] {
+            let png = try Data(contentsOf: URL(fileURLWithPath: out).appendingPathComponent(name))
+            XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
+        }
+        let jsonl = try fkpBatch(["annotate", "samples/photos/skimage_astronaut.png", "--format", "jsonl", "--model", Self.model])
+        let obj = try JSONSerialization.jsonObject(with: Data(jsonl.stdout.split(separator: "\n")[0].utf8)) as! [String: Any]
+        XCTAssertEqual(obj["faces"] as? Int, 1)
+        XCTAssertEqual((obj["keypoints"] as? [String: [Double]])?.count, 15)
+    }
+
+    func testBadFilesAreReportedAndTheRunGoesOn() throws {
+        let input = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        let good = try Data(contentsOf: repoRoot.appendingPathComponent("samples/photos/skimage_astronaut.png"))
+        try good.write(to: input.appendingPathComponent("a_good.png"))
+        try good.prefix(good.count / 3).write(to: input.appendingPathComponent("b_truncated.png"))
+        try Data("not an image".utf8).write(to: input.appendingPathComponent("c_text.jpg"))
+        try Data().write(to: input.appendingPathComponent("d_empty.png"))
+        try good.write(to: input.appendingPathComponent(".hidden.png"))
+        let r = try fkpBatch(["annotate", input.path, "-o", dir.appendingPathComponent("out").path, "--model", Self.model])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        for bad in ["b_truncated.png", "c_text.jpg", "d_empty.png"] { XCTAssertTrue(r.stderr.contains(bad), "\(bad): \(r.stderr)") }
+        XCTAssertFalse(r.stdout.contains(".hidden"), "hidden files are skipped")
+        XCTAssertEqual(csvRows(r.stdout).count, 2, r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/a_good.png").path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/b_truncated.png").path))
+        let missing = try fkpBatch(["annotate", "no/such/photo.png", "--model", Self.model])
+        XCTAssertEqual(missing.status, 1)
+        let noModel = try fkpBatch(["annotate", "samples/photos", "--model", "no-such-model.safetensors"])
+        XCTAssertEqual(noModel.status, 2)
+    }
+
+    func testStdinListShardsAndSkipExisting() throws {
+        let input = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        let photo = try Data(contentsOf: repoRoot.appendingPathComponent("samples/photos/skimage_astronaut.png"))
+        var paths: [String] = []
+        for i in 0..<5 {
+            let p = input.appendingPathComponent("p\(i).png")
+            try photo.write(to: p)
+            paths.append(p.path)
+        }
+        let list = paths.joined(separator: "\n") + "\n"
+        let all = try fkpBatch(["annotate", "-", "--model", Self.model], stdin: list)
+        XCTAssertEqual(all.status, 0, all.stderr)
+        XCTAssertEqual(csvRows(all.stdout).dropFirst().map { $0[0] }, paths)
+        // shards: disjoint, together everything
+        var seen: [String] = []
+        for k in 1...3 {
+            let s = try fkpBatch(["annotate", "-", "--shard", "\(k)/3", "--model", Self.model], stdin: list)
+            XCTAssertEqual(s.status, 0, s.stderr)
+            seen += csvRows(s.stdout).dropFirst().map { $0[0] }
+        }
+        XCTAssertEqual(seen.sorted(), paths.sorted())
+        XCTAssertEqual(Set(seen).count, 5)
+        XCTAssertEqual(try fkpBatch(["annotate", "-", "--shard", "4/3"], stdin: list).status, 2)
+        // skip-existing: a second run leaves the finished files alone and does the missing one
+        let out = dir.appendingPathComponent("out")
+        XCTAssertEqual(try fkpBatch(["annotate", input.path, "-o", out.path, "--model", Self.model]).status, 0)
+        let kept = out.appendingPathComponent("p0.png").path
+        let before = try FileManager.default.attributesOfItem(atPath: kept)[.modificationDate] as! Date
+        try FileManager.default.removeItem(at: out.appendingPathComponent("p3.png"))
+        Thread.sleep(forTimeInterval: 1.1)
+        let again = try fkpBatch(["annotate", input.path, "-o", out.path, "--skip-existing", "--model", Self.model])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(csvRows(again.stdout).count, 2, "only p3 is done again")
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: kept)[.modificationDate] as! Date, before)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("p3.png").path))
+        // never over an input: -o pointing at the input folder
+        let clobber = try fkpBatch(["annotate", input.path, "-o", input.path, "--model", Self.model])
+        XCTAssertEqual(clobber.status, 1)
+        XCTAssertTrue(clobber.stderr.contains("would overwrite an input"), clobber.stderr)
+        XCTAssertEqual(try Data(contentsOf: input.appendingPathComponent("p0.png")), photo)
+    }
+
+    func testNoDetectTreatsEachImageAsAFace() throws {
+        let r = try fkpBatch(["annotate", "samples/faces", "--no-detect", "--model", Self.model])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let rows = csvRows(r.stdout).dropFirst()
+        XCTAssertEqual(rows.count, 6)
+        XCTAssertTrue(rows.allSatisfy { $0[1] == "1" && $0[5] == "96" })
     }
 }
