@@ -19,7 +19,7 @@ struct FKPBatch: ParsableCommand {
         Data goes to stdout, logs and progress to stderr. Exit codes: 0 success, 1 some inputs failed
         (reported on stderr), 2 usage or set-up error.
         """,
-        subcommands: [Annotate.self, Train.self, Predict.self, Evaluate.self, Plot.self, Bench.self, Devices.self, CalibrateCrop.self])
+        subcommands: [Annotate.self, Train.self, Predict.self, Evaluate.self, Plot.self, Bench.self, Devices.self, CalibrateCrop.self, ExportModel.self])
 
     static func main() {
         do {

@@ -415,3 +415,26 @@ final class AnnotateTests: XCTestCase {
         XCTAssertTrue(rows.allSatisfy { $0[1] == "1" && $0[5] == "96" })
     }
 }
+
+final class ExportModelTests: XCTestCase {
+    func testExportDropsOptimizerStateAndHalvesTheWeights() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ckpt = dir.appendingPathComponent("c.safetensors").path, small = dir.appendingPathComponent("s.safetensors").path
+        XCTAssertEqual(try fkpBatch(["train", "--epochs", "2", "--out", ckpt]).status, 0)
+        let r = try fkpBatch(["export-model", ckpt, small, "--float16"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let big = try FileManager.default.attributesOfItem(atPath: ckpt)[.size] as! Int
+        let half = try FileManager.default.attributesOfItem(atPath: small)[.size] as! Int
+        XCTAssertLessThan(half, big / 3, "no velocities, half the bytes per weight")
+        // the float16 model predicts within a small fraction of a pixel of the float32 one
+        let a = try fkpBatch(["predict", "--model", ckpt, "samples/test-sample.csv"]).stdout
+        let b = try fkpBatch(["predict", "--model", small, "samples/test-sample.csv"]).stdout
+        let va = a.split(separator: "\n").dropFirst().flatMap { $0.split(separator: ",").dropFirst().map { Double($0)! } }
+        let vb = b.split(separator: "\n").dropFirst().flatMap { $0.split(separator: ",").dropFirst().map { Double($0)! } }
+        XCTAssertEqual(va.count, 300)
+        XCTAssertLessThan(zip(va, vb).map { abs($0 - $1) }.max()!, 0.1)
+        XCTAssertEqual(try fkpBatch(["export-model", ckpt, ckpt]).status, 2)
+    }
+}
