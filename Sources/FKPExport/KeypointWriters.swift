@@ -41,7 +41,8 @@ public enum KeypointWriter {
         v.isNaN ? "" : String(format: "%.2f", Double(v))
     }
 
-    static func csvField(_ s: String) -> String {
+    /// A CSV field, quoted when it holds a comma, a quote or a line break.
+    public static func csvField(_ s: String) -> String {
         s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
 }

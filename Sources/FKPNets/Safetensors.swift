@@ -1,3 +1,4 @@
+import FKPTensor
 import Foundation
 
 /// The safetensors format (8-byte little-endian header length, a JSON header, raw little-endian data),
@@ -108,25 +109,6 @@ public enum Safetensors {
 
     /// Writes atomically: a temporary file beside the target, then rename.
     public static func write(_ file: File, path: String, dtype: DType = .f32) throws {
-        try writeAtomically(try encode(file, dtype: dtype), to: path)
-    }
-}
-
-/// Writes data to a temporary file in the destination's directory, then renames it over the destination,
-/// so a reader never sees a half-written file and an interrupted write leaves the old one intact.
-public func writeAtomically(_ data: Data, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
-    let dir = url.deletingLastPathComponent()
-    let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    do {
-        try data.write(to: tmp)
-        if rename(tmp.path, url.path) != 0 {
-            let err = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: tmp)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "rename to \(path): \(err)"])
-        }
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw error
+        try writeFileAtomically(try encode(file, dtype: dtype), to: path)
     }
 }

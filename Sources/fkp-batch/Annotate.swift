@@ -285,12 +285,12 @@ final class RecordWriter {
 
     func records(file: String, faces: [FaceBox], points: [[Float]]) {
         if faces.isEmpty {
-            if format == "csv" { buffer += "\(csvField(file)),0" + String(repeating: ",", count: 6 + 30) + "\n" }
+            if format == "csv" { buffer += "\(KeypointWriter.csvField(file)),0" + String(repeating: ",", count: 6 + 30) + "\n" }
             else { buffer += jsonLine(["file": file, "faces": 0]) + "\n" }
         }
         for (j, (f, p)) in zip(faces, points).enumerated() {
             if format == "csv" {
-                buffer += "\(csvField(file)),\(faces.count),\(j + 1),\(f.x),\(f.y),\(f.width),\(f.height),\(f.neighbors),"
+                buffer += "\(KeypointWriter.csvField(file)),\(faces.count),\(j + 1),\(f.x),\(f.y),\(f.width),\(f.height),\(f.neighbors),"
                 buffer += p.map { String(format: "%.2f", Double($0)) }.joined(separator: ",") + "\n"
             } else {
                 var kp: [String: [Double]] = [:]
@@ -306,9 +306,5 @@ final class RecordWriter {
     func flush() {
         FileHandle.standardOutput.write(Data(buffer.utf8))
         buffer = ""
-    }
-
-    func csvField(_ s: String) -> String {
-        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
 }

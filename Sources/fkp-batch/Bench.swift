@@ -1,5 +1,6 @@
 import ArgumentParser
 import FKPEngine
+import FKPExport
 import FKPNets
 import FKPTensor
 import FKPTrain
@@ -112,6 +113,5 @@ func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-func jsonLine(_ object: [String: Any]) -> String {
-    String(decoding: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
-}
+/// One JSON object per line (the writer shared with the data commands).
+func jsonLine(_ object: [String: Any]) -> String { KeypointWriter.jsonLine(object) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FKPNets
+import FKPTensor
 import Foundation
 
 @main
@@ -71,5 +72,5 @@ func emit(_ text: String, to path: String?, inputs: [String] = []) throws {
     if inputs.contains(where: { URL(fileURLWithPath: $0).standardizedFileURL.path == target }) {
         throw fail("refusing to overwrite the input \(path)")
     }
-    try writeAtomically(Data(text.utf8), to: path)
+    try writeFileAtomically(Data(text.utf8), to: path)
 }

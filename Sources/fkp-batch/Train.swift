@@ -154,7 +154,7 @@ struct Train: ParsableCommand {
         func checkpoint() throws {
             let t0 = Date()
             try trainer.saveCheckpoint(path: outPath, metadata: metadata)
-            try writeAtomically(Data(trainer.historyCSV.utf8), to: historyPath)
+            try writeFileAtomically(Data(trainer.historyCSV.utf8), to: historyPath)
             saveCost = Date().timeIntervalSince(t0)
             lastSave = Date()
         }
