@@ -23,8 +23,9 @@ let package = Package(
         // System libraries: libpng through its simplified API (errors come back as return codes,
         // no longjmp crosses Swift).
         .systemLibrary(name: "CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
-        // OpenCL through the ICD loader (ocl-icd-opencl-dev, opencl-headers); PoCL is the CPU device in CI.
-        .systemLibrary(name: "COpenCL", pkgConfig: "OpenCL", providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers"])]),
+        // OpenCL: the API's headers (opencl-headers) and entry points that open the system's ICD loader
+        // (ocl-icd) at run time, so the binary also starts where there is none. PoCL is the CPU device in CI.
+        .target(name: "COpenCL", cSettings: [.unsafeFlags(["-fvisibility=hidden"])], linkerSettings: [.linkedLibrary("dl")]),
 
         // JPEG through libjpeg-turbo's TurboJPEG API (errors are return codes, no longjmp in Swift).
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
@@ -40,7 +41,7 @@ let package = Package(
         .executableTarget(
             name: "fkp-batch",
             dependencies: [
-                "FKPTrain", "FKPExport", "FKPDetect",
+                "FKPTrain", "FKPExport", "FKPDetect", "COpenCL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-PACKAGES=(libpng-dev libturbojpeg0-dev opencv-data pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo)
+PACKAGES=(libpng-dev libturbojpeg0-dev opencv-data pkg-config ocl-icd-libopencl1 opencl-headers pocl-opencl-icd clinfo)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,4 +1,5 @@
 import ArgumentParser
+import COpenCL
 import FKPEngine
 import Foundation
 
@@ -36,7 +37,10 @@ struct Devices: ParsableCommand {
                  d.usable ? "yes" : "no: \(d.note)"]
             }
         printTable(rows)
-        if devices.isEmpty { Log.info("no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)") }
+        if devices.isEmpty {
+            Log.info(fkp_opencl_loader_available() == 0 ? "no OpenCL: \(String(cString: fkp_opencl_loader_error())) (package ocl-icd-libopencl1)"
+                                                     : "no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)")
+        }
     }
 }
 

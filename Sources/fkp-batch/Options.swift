@@ -1,4 +1,5 @@
 import ArgumentParser
+import COpenCL
 import FKPEngine
 import FKPNets
 import Foundation
@@ -44,7 +45,8 @@ struct EngineOptions: ParsableArguments {
             return CPUBackend(threads: threads)
         case .opencl(let index):
             do { return try OpenCLBackend(deviceIndex: index) } catch {
-                throw fail("--device \(device): \(error)")
+                let loader = fkp_opencl_loader_available() == 0 ? " (\(String(cString: fkp_opencl_loader_error())))" : ""
+                throw fail("--device \(device): \(error)\(loader)")
             }
         case .auto:
             // A GPU is worth it; on a CPU-only machine the native engine is as fast as PoCL on the same

@@ -268,6 +268,24 @@ final class DeviceTests: XCTestCase {
         XCTAssertEqual(bad.status, 2)
     }
 
+    /// No ICD loader at all (simulated by pointing fkp-batch at a library that does not exist): the binary
+    /// still starts, auto runs on the CPU engine, an explicit opencl says what is missing.
+    func testFallbackWithoutALoader() throws {
+        let env = ["FKP_OPENCL_LIBRARY": "/nonexistent/libOpenCL.so.1"]
+        let devices = try fkpBatch(["devices"], environment: env)
+        XCTAssertEqual(devices.status, 0, devices.stderr)
+        XCTAssertTrue(devices.stderr.contains("cannot open the OpenCL ICD loader"), devices.stderr)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("no-loader-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("m.safetensors").path
+        XCTAssertEqual(try fkpBatch(["train", "--epochs", "1", "--out", out], environment: env).status, 0)
+        let explicit = try fkpBatch(["predict", "--model", out, "samples/test-sample.csv", "--device", "opencl"], environment: env)
+        XCTAssertEqual(explicit.status, 2)
+        XCTAssertTrue(explicit.stderr.contains("ICD loader"), explicit.stderr)
+        XCTAssertTrue(explicit.stdout.isEmpty)
+    }
+
     /// net2 trained on the CPU engine and on OpenCL (PoCL here) from the same seed: the same losses
     /// within 1e-3 relative, printed side by side.
     func testTrainingOnOpenCLMatchesTheCPUEngine() throws {
