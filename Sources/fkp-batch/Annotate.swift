@@ -196,7 +196,7 @@ struct Annotate: ParsableCommand {
                 faceCount += job.faces.count
             }
             done += slice.count
-            progress.batch(done, of: photos.count, epoch: 1)
+            progress.items(done, of: photos.count, noun: "photos", since: started)
         }
         progress.clear()
         writer.flush()

@@ -270,6 +270,18 @@ final class ProgressLine {
 
     func epochDone(_ epoch: Int, seconds: Double) { epochSeconds.append(seconds) }
 
+    /// For a stream of items (annotate): done/total, rate and ETA.
+    func items(_ done: Int, of total: Int, noun: String, since start: Date) {
+        guard enabled, done > 0 else { return }
+        let elapsed = Date().timeIntervalSince(start), rate = Double(done) / max(elapsed, 1e-9)
+        let width = 30, filled = width * done / max(total, 1)
+        let line = String(format: "\r  [%@%@] %d/%d %@, %.1f/s, ETA %@\u{1B}[K", String(repeating: "#", count: filled),
+                          String(repeating: ".", count: width - filled), done, total, noun, rate,
+                          formatDuration(Double(total - done) / max(rate, 1e-9)))
+        FileHandle.standardError.write(Data(line.utf8))
+        shown = true
+    }
+
     func clear() {
         guard enabled, shown else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))

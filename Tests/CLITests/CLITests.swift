@@ -119,6 +119,14 @@ final class CLITests: XCTestCase {
             return v >= 0 && v <= 96
         })
 
+        // cropped face PNGs: one row each, named by file
+        let faces = (1...6).map { "samples/faces/face_\($0).png" }
+        let png = try fkpBatch(["predict", "--model", model] + faces)
+        XCTAssertEqual(png.status, 0, png.stderr)
+        let pngRows = png.stdout.split(separator: "\n")
+        XCTAssertTrue(pngRows[0].hasPrefix("image,left_eye_center_x"), png.stdout)
+        XCTAssertEqual(pngRows.dropFirst().map { String($0.split(separator: ",")[0]) }, faces)
+
         let plain = try fkpBatch(["predict", "--model", model, "samples/test-sample.csv"])
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertTrue(plain.stdout.hasPrefix("ImageId,left_eye_center_x,"), plain.stdout)
