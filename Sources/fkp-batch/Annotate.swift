@@ -108,6 +108,7 @@ struct Annotate: ParsableCommand {
         // Photos go through in chunks: decode and detect in parallel, all faces of the chunk through the
         // net as one batch, then draw and encode in parallel; records keep the input order.
         let chunk = 8
+        let cores = engine.threads ?? WorkerPool.defaultThreads
         var start = 0
         while start < photos.count {
             let slice = Array(photos[start..<min(start + chunk, photos.count)])
@@ -132,7 +133,8 @@ struct Annotate: ParsableCommand {
                     let t1 = Date()
                     var faces: [FaceBox]
                     if let detector {
-                        faces = detectFaces(in: gray, cascade: detector, parameters: params, threads: 1)
+                        // photos already run in parallel; a lone photo gets every core for its scales
+                        faces = detectFaces(in: gray, cascade: detector, parameters: params, threads: slice.count == 1 ? cores : 1)
                     } else {
                         faces = [FaceBox(x: 0, y: 0, width: gray.width, height: gray.height, neighbors: 0)]
                     }
