@@ -226,7 +226,7 @@ func listImages(in folder: String) -> [(path: String, relative: String)] {
     let exts: Set<String> = ["png", "jpg", "jpeg"]
     for case let url as URL in e where exts.contains(url.pathExtension.lowercased()) {
         let rel = String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count).drop { $0 == "/" })
-        out.append((url.path, rel))
+        out.append(((folder as NSString).appendingPathComponent(rel), rel))  // the path as the user spelled it
     }
     return out.sorted { $0.1 < $1.1 }
 }
