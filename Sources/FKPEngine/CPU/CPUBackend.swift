@@ -290,28 +290,23 @@ func add(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, cou
     for i in 0..<count { dst[i] += src[i] }
 }
 
-// MARK: 2x2 max-pool, NHWC: channels are contiguous, so 16 channels are one SIMD16 vector.
+// MARK: 2x2 max-pool, NHWC: the four inputs of a window are four runs of `channels` contiguous floats.
+// Plain branch-free loops over the channels, which LLVM vectorises (Swift's generic SIMD mask
+// operations, by contrast, compile to per-lane code here and ran several times slower).
 
 @inline(__always)
 func maxPool2Forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, image n: Int, _ s: PoolShape) {
     let c = s.channels, rowIn = s.width * c
-    let vec = c % 16 == 0
     for oy in 0..<s.outHeight {
         let r0 = x + ((n * s.height + 2 * oy) * s.width) * c
         let out = y + ((n * s.outHeight + oy) * s.outWidth) * c
         for ox in 0..<s.outWidth {
-            let p = r0 + 2 * ox * c, o = out + ox * c
-            if vec {
-                let raw = UnsafeRawPointer(p), dst = UnsafeMutableRawPointer(o)
-                for g in stride(from: 0, to: c * 4, by: 64) {
-                    let a = raw.loadUnaligned(fromByteOffset: g, as: SIMD16<Float>.self)
-                    let b = raw.loadUnaligned(fromByteOffset: g + c * 4, as: SIMD16<Float>.self)
-                    let d = raw.loadUnaligned(fromByteOffset: g + rowIn * 4, as: SIMD16<Float>.self)
-                    let e = raw.loadUnaligned(fromByteOffset: g + (rowIn + c) * 4, as: SIMD16<Float>.self)
-                    dst.storeBytes(of: pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e)), toByteOffset: g, as: SIMD16<Float>.self)
-                }
-            } else {
-                for ch in 0..<c { o[ch] = max(max(p[ch], p[ch + c]), max(p[ch + rowIn], p[ch + rowIn + c])) }
+            let p0 = r0 + 2 * ox * c, p1 = p0 + c, p2 = p0 + rowIn, p3 = p2 + c
+            let o = out + ox * c
+            for ch in 0..<c {
+                let a = p0[ch], b = p1[ch], d = p2[ch], e = p3[ch]
+                let m1 = a >= b ? a : b, m2 = d >= e ? d : e
+                o[ch] = m1 >= m2 ? m1 : m2
             }
         }
     }
@@ -325,41 +320,24 @@ func maxPool2Backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ d
     let c = s.channels, rowIn = s.width * c
     let imageIn = s.height * s.width * c
     if s.height % 2 == 1 || s.width % 2 == 1 { (dx + n * imageIn).update(repeating: 0, count: imageIn) }
-    let vec = c % 16 == 0
-    let zero = SIMD16<Float>(repeating: 0)
     for oy in 0..<s.outHeight {
         let base = ((n * s.height + 2 * oy) * s.width) * c
         let g = dy + ((n * s.outHeight + oy) * s.outWidth) * c
         for ox in 0..<s.outWidth {
             let o = base + 2 * ox * c
-            if vec {
-                let xr = UnsafeRawPointer(x + o), dr = UnsafeMutableRawPointer(dx + o), gr = UnsafeRawPointer(g + ox * c)
-                for k in stride(from: 0, to: c * 4, by: 64) {
-                    let a = xr.loadUnaligned(fromByteOffset: k, as: SIMD16<Float>.self)
-                    let b = xr.loadUnaligned(fromByteOffset: k + c * 4, as: SIMD16<Float>.self)
-                    let d = xr.loadUnaligned(fromByteOffset: k + rowIn * 4, as: SIMD16<Float>.self)
-                    let e = xr.loadUnaligned(fromByteOffset: k + (rowIn + c) * 4, as: SIMD16<Float>.self)
-                    let m = pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e))
-                    let grad = gr.loadUnaligned(fromByteOffset: k, as: SIMD16<Float>.self)
-                    let ta = a .== m
-                    let tb = (b .== m) .& .!ta
-                    let td = (d .== m) .& .!(ta .| tb)
-                    let te = .!(ta .| tb .| td)
-                    dr.storeBytes(of: zero.replacing(with: grad, where: ta), toByteOffset: k, as: SIMD16<Float>.self)
-                    dr.storeBytes(of: zero.replacing(with: grad, where: tb), toByteOffset: k + c * 4, as: SIMD16<Float>.self)
-                    dr.storeBytes(of: zero.replacing(with: grad, where: td), toByteOffset: k + rowIn * 4, as: SIMD16<Float>.self)
-                    dr.storeBytes(of: zero.replacing(with: grad, where: te), toByteOffset: k + (rowIn + c) * 4, as: SIMD16<Float>.self)
-                }
-            } else {
-                for ch in 0..<c {
-                    let i0 = o + ch, i1 = i0 + c, i2 = i0 + rowIn, i3 = i2 + c
-                    var best = i0
-                    if x[i1] > x[best] { best = i1 }
-                    if x[i2] > x[best] { best = i2 }
-                    if x[i3] > x[best] { best = i3 }
-                    dx[i0] = 0; dx[i1] = 0; dx[i2] = 0; dx[i3] = 0
-                    dx[best] = g[ox * c + ch]
-                }
+            let p0 = x + o, p1 = p0 + c, p2 = p0 + rowIn, p3 = p2 + c
+            let q0 = dx + o, q1 = q0 + c, q2 = q0 + rowIn, q3 = q2 + c
+            let gr = g + ox * c
+            for ch in 0..<c {
+                let a = p0[ch], b = p1[ch], d = p2[ch], e = p3[ch], v = gr[ch]
+                // the first maximum wins ties: a unless something is larger, b unless d or e is, ...
+                let ta = a >= b && a >= d && a >= e
+                let tb = !ta && b >= d && b >= e
+                let td = !ta && !tb && d >= e
+                q0[ch] = ta ? v : 0
+                q1[ch] = tb ? v : 0
+                q2[ch] = td ? v : 0
+                q3[ch] = ta || tb || td ? 0 : v
             }
         }
     }
