@@ -85,72 +85,70 @@ public enum KaggleCSV {
     }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>, name: String, skipBadRows: Bool, threads: Int?) throws -> Result {
-        do {
-            // Line starts and ends (without \r\n).
-            var spans: [(Int, Int)] = []
-            spans.reserveCapacity(8192)
-            var start = 0
-            let n = bytes.count
-            while start < n {
-                var end = start
-                if let p = memchr(bytes.baseAddress! + start, 0x0A, n - start) {
-                    end = UnsafePointer(p.assumingMemoryBound(to: UInt8.self)) - bytes.baseAddress!
-                } else { end = n }
-                var e = end
-                if e > start && bytes[e - 1] == 0x0D { e -= 1 }
-                spans.append((start, e))
-                start = end + 1
-            }
-            guard let headerSpan = spans.first else {
-                throw CSVError(file: name, line: nil, column: nil, message: "the file is empty")
-            }
-            let header = splitFields(bytes, headerSpan).map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0.0..<$0.1]), as: UTF8.self).trimmingCharacters(in: .whitespaces) }
-            guard let imageColumn = header.firstIndex(of: "Image") else {
-                throw CSVError(file: name, line: 1, column: nil, message: "no Image column in the header (found: \(header.prefix(5).joined(separator: ","))...)")
-            }
-            var keypointIndex = [Int](repeating: -1, count: header.count)  // file column -> canonical index
-            var hasKeypoints = false
-            for (i, h) in header.enumerated() {
-                if let k = Keypoints.columns.firstIndex(of: h) { keypointIndex[i] = k; hasKeypoints = true }
-            }
-            let idColumn = header.firstIndex(of: "ImageId")
-            for (i, h) in header.enumerated() where i != imageColumn && i != idColumn && keypointIndex[i] < 0 {
-                throw CSVError(file: name, line: 1, column: h, message: "unknown column (expected the 30 keypoint columns, ImageId and Image)")
-            }
-            // Data lines (skip blank trailing lines).
-            let rows = Array(spans.enumerated().dropFirst().filter { $0.element.1 > $0.element.0 })
-            let count = rows.count
-            let images = Tensor(shape: [count, Keypoints.imageSize])
-            let keypoints = hasKeypoints ? Tensor(shape: [count, Keypoints.count], fill: .nan) : nil
-            let results = RowResults(count)
-            let workers = max(1, min(threads ?? ProcessInfo.processInfo.activeProcessorCount, count / 64 + 1))
-            results.ids.withUnsafeMutableBufferPointer { ids in
-                results.errors.withUnsafeMutableBufferPointer { errors in
-                    let ids = ids, errors = errors
-                    DispatchQueue.concurrentPerform(iterations: workers) { w in
-                        for r in (count * w / workers)..<(count * (w + 1) / workers) {
-                            let (lineIndex, span) = rows[r]
-                            do {
-                                ids[r] = try parseRow(bytes, span, header: header, imageColumn: imageColumn,
-                                                      idColumn: idColumn, keypointIndex: keypointIndex,
-                                                      image: images.data + r * Keypoints.imageSize,
-                                                      keypoints: keypoints.map { $0.data + r * Keypoints.count })
-                            } catch let e as RowError {
-                                errors[r] = CSVError(file: name, line: lineIndex + 1, column: e.column, message: e.message)
-                            } catch {}
-                        }
+        // Line starts and ends (without \r\n).
+        var spans: [(Int, Int)] = []
+        spans.reserveCapacity(8192)
+        var start = 0
+        let n = bytes.count
+        while start < n {
+            var end = start
+            if let p = memchr(bytes.baseAddress! + start, 0x0A, n - start) {
+                end = UnsafePointer(p.assumingMemoryBound(to: UInt8.self)) - bytes.baseAddress!
+            } else { end = n }
+            var e = end
+            if e > start && bytes[e - 1] == 0x0D { e -= 1 }
+            spans.append((start, e))
+            start = end + 1
+        }
+        guard let headerSpan = spans.first else {
+            throw CSVError(file: name, line: nil, column: nil, message: "the file is empty")
+        }
+        let header = splitFields(bytes, headerSpan).map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0.0..<$0.1]), as: UTF8.self).trimmingCharacters(in: .whitespaces) }
+        guard let imageColumn = header.firstIndex(of: "Image") else {
+            throw CSVError(file: name, line: 1, column: nil, message: "no Image column in the header (found: \(header.prefix(5).joined(separator: ","))...)")
+        }
+        var keypointIndex = [Int](repeating: -1, count: header.count)  // file column -> canonical index
+        var hasKeypoints = false
+        for (i, h) in header.enumerated() {
+            if let k = Keypoints.columns.firstIndex(of: h) { keypointIndex[i] = k; hasKeypoints = true }
+        }
+        let idColumn = header.firstIndex(of: "ImageId")
+        for (i, h) in header.enumerated() where i != imageColumn && i != idColumn && keypointIndex[i] < 0 {
+            throw CSVError(file: name, line: 1, column: h, message: "unknown column (expected the 30 keypoint columns, ImageId and Image)")
+        }
+        // Data lines (skip blank trailing lines).
+        let rows = Array(spans.enumerated().dropFirst().filter { $0.element.1 > $0.element.0 })
+        let count = rows.count
+        let images = Tensor(shape: [count, Keypoints.imageSize])
+        let keypoints = hasKeypoints ? Tensor(shape: [count, Keypoints.count], fill: .nan) : nil
+        let results = RowResults(count)
+        let workers = max(1, min(threads ?? ProcessInfo.processInfo.activeProcessorCount, count / 64 + 1))
+        results.ids.withUnsafeMutableBufferPointer { ids in
+            results.errors.withUnsafeMutableBufferPointer { errors in
+                let ids = ids, errors = errors
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    for r in (count * w / workers)..<(count * (w + 1) / workers) {
+                        let (lineIndex, span) = rows[r]
+                        do {
+                            ids[r] = try parseRow(bytes, span, header: header, imageColumn: imageColumn,
+                                                  idColumn: idColumn, keypointIndex: keypointIndex,
+                                                  image: images.data + r * Keypoints.imageSize,
+                                                  keypoints: keypoints.map { $0.data + r * Keypoints.count })
+                        } catch let e as RowError {
+                            errors[r] = CSVError(file: name, line: lineIndex + 1, column: e.column, message: e.message)
+                        } catch {}
                     }
                 }
             }
-            let errors = results.errors, ids = results.ids
-            let bad = errors.compactMap { $0 }
-            if let first = bad.first, !skipBadRows { throw first }
-            let good = (0..<count).filter { errors[$0] == nil }
-            var faces = FaceSet(images: images, keypoints: keypoints, imageIds: idColumn != nil ? ids : nil,
-                                lines: rows.map { $0.offset + 1 }, source: name)
-            if !bad.isEmpty { faces = faces.subset(good) }
-            return Result(faces: faces, skipped: bad)
         }
+        let errors = results.errors, ids = results.ids
+        let bad = errors.compactMap { $0 }
+        if let first = bad.first, !skipBadRows { throw first }
+        let good = (0..<count).filter { errors[$0] == nil }
+        var faces = FaceSet(images: images, keypoints: keypoints, imageIds: idColumn != nil ? ids : nil,
+                            lines: rows.map { $0.offset + 1 }, source: name)
+        if !bad.isEmpty { faces = faces.subset(good) }
+        return Result(faces: faces, skipped: bad)
     }
 
     struct RowError: Error { let column: String; let message: String }

@@ -125,7 +125,7 @@ public final class Trainer {
         }
         let order = state.order!
         let batches = (order.count + config.batchSize - 1) / config.batchSize
-        var started = Date()
+        let started = Date()
         while state.nextBatchStart < order.count {
             if shouldStop() {
                 state.epochSeconds += Date().timeIntervalSince(started)
@@ -153,7 +153,6 @@ public final class Trainer {
         let validLoss = loss(on: valid)
         if valid.count > 0 && !validLoss.isFinite { throw TrainingDiverged(epoch: epoch, batch: 0) }
         state.epochSeconds += Date().timeIntervalSince(started)
-        started = Date()
         let record = EpochRecord(epoch: epoch, trainLoss: trainLoss, validLoss: validLoss, seconds: state.epochSeconds,
                                  learningRate: lr, momentum: momentum)
         state.history.append(record)

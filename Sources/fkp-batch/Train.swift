@@ -189,7 +189,7 @@ struct Train: ParsableCommand {
         switch outcome {
         case .interrupted:
             try checkpoint()
-            Log.info("interrupted: saved the state after epoch \(trainer.history.count)\(trainer.state.bestEpoch > 0 ? "" : "") to \(outPath); continue with: fkp-batch train --resume \(outPath)")
+            Log.info("interrupted: saved the state after epoch \(trainer.history.count) (and the batches since) to \(outPath); continue with: fkp-batch train --resume \(outPath)")
             throw ExitCode(130)
         case .earlyStopped, .finished:
             if outcome == .earlyStopped {
