@@ -203,7 +203,8 @@ struct Annotate: ParsableCommand {
         progress.clear()
         writer.flush()
         let seconds = Date().timeIntervalSince(started)
-        Log.info(String(format: "%d photos, %d faces in %.2f s (%.1f photos/s, %.1f faces/s)%@%@", photos.count, faceCount, seconds,
+        Log.info(String(format: "%d photo%@, %d face%@ in %.2f s (%.1f photos/s, %.1f faces/s)%@%@", photos.count,
+                        photos.count == 1 ? "" : "s", faceCount, faceCount == 1 ? "" : "s", seconds,
                         Double(photos.count) / max(seconds, 1e-9), Double(faceCount) / max(seconds, 1e-9),
                         skipped > 0 ? ", \(skipped) skipped (existing)" : "", failed > 0 ? ", \(failed) failed" : ""))
         if stats { timer.report(total: seconds) }
