@@ -175,7 +175,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let ya = UInt(bitPattern: ptr(y)), dya = UInt(bitPattern: ptr(dy))
         pool.parallelRanges(count, minChunk: 1 << 15) { _, range in
             let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
-            for i in range where yp[i] <= 0 { dyp[i] = 0 }
+            for i in range { dyp[i] = yp[i] > 0 ? dyp[i] : 0 }  // branch-free: vectorised
         }
     }
 
