@@ -50,6 +50,7 @@ public struct Architecture: Equatable, Sendable {
     public static let names = ["net1", "net2", "net3", "net4", "net5", "net6", "net7"]
 
     public var isConvolutional: Bool { layers.contains { if case .conv = $0 { return true } else { return false } } }
+    public var hasDropout: Bool { layers.contains { if case .dropout = $0 { return true } else { return false } } }
 
     /// A named architecture with another number of outputs (the specialists).
     public static func named(_ name: String, outputs: Int) -> Architecture? {

@@ -14,6 +14,17 @@ extension Net {
         "NHWC images; conv weights [kh,kw,cin,cout]; dense weights [in,out]; conv features flattened in HWC order"
     public static let scalingNote = "x = pixel / 255; y = (v - 48) / 48; v = y * 48 + 48 clipped to [0, 96]"
 
+    /// The metadata every fkp-batch model file carries, added to `metadata`: the 30 keypoint names when
+    /// the model predicts all of them (otherwise `metadata`'s own entry stays), input scaling, layout, format.
+    public static func describing(_ metadata: [String: String], allKeypoints: Bool = true) -> [String: String] {
+        var meta = metadata
+        if allKeypoints { meta["keypoints"] = Keypoints.columns.joined(separator: ",") }
+        meta["input_scaling"] = scalingNote
+        meta["layout"] = layoutNote
+        meta["format"] = "fkp-batch 1"
+        return meta
+    }
+
     /// Saves the weights (and, for resuming, the velocities) with a metadata entry describing the model.
     public func save(path: String, metadata: [String: String], includeVelocity: Bool = false,
                      dtype: Safetensors.DType = .f32, extra: [Safetensors.Entry] = []) throws {
@@ -25,10 +36,7 @@ extension Net {
         }
         var meta = metadata
         meta["model"] = meta["model"] ?? architecture.name
-        meta["keypoints"] = architecture.outputs == 30 ? Keypoints.columns.joined(separator: ",") : meta["keypoints"]
-        meta["input_scaling"] = Net.scalingNote
-        meta["layout"] = Net.layoutNote
-        meta["format"] = "fkp-batch 1"
+        meta = Net.describing(meta, allKeypoints: architecture.outputs == Keypoints.count)
         try Safetensors.write(Safetensors.File(tensors: entries, metadata: meta), path: path, dtype: dtype)
     }
 

@@ -75,11 +75,7 @@ public final class SpecialistBundle: KeypointModel {
         meta["model"] = "specialists"
         meta["base"] = nets[0].architecture.name
         meta["groups"] = String(decoding: try JSONSerialization.data(withJSONObject: groups.map { ["name": $0.name, "columns": $0.columns, "flip_pairs": $0.flipPairs] }), as: UTF8.self)
-        meta["keypoints"] = Keypoints.columns.joined(separator: ",")
-        meta["input_scaling"] = Net.scalingNote
-        meta["layout"] = Net.layoutNote
-        meta["format"] = "fkp-batch 1"
-        try Safetensors.write(Safetensors.File(tensors: entries, metadata: meta), path: path)
+        try Safetensors.write(Safetensors.File(tensors: entries, metadata: Net.describing(meta)), path: path)
     }
 
     public static func load(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int) throws -> SpecialistBundle {

@@ -143,7 +143,7 @@ struct Train: ParsableCommand {
         let metadata: [String: String] = [
             "model": modelName, "epochs_planned": "\(config.epochs)", "lr": config.learningRate.description,
             "momentum": config.momentum.description, "batch_size": "\(config.batchSize)", "seed": "\(config.seed)",
-            "augment": config.flipPairs != nil ? "flip" : "none", "dropout": "\(recipe.architecture.layers.contains { if case .dropout = $0 { return true } else { return false } })",
+            "augment": config.flipPairs != nil ? "flip" : "none", "dropout": "\(recipe.architecture.hasDropout)",
             "early_stopping": config.earlyStoppingPatience.map(String.init) ?? "", "data": dataPath,
             "train_rows": "\(split.train.count)", "valid_rows": "\(split.valid.count)", "device": backend.name,
         ]
