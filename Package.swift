@@ -32,11 +32,12 @@ let package = Package(
 
         // Pipeline: ingest -> tensors -> engine (backends) -> nets -> training -> export -> CLI.
         .target(name: "FKPTensor", swiftSettings: fast),
+        .target(name: "FKPAlign", swiftSettings: fast),
         .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL"], swiftSettings: fast),
         .target(name: "FKPIngest", dependencies: ["FKPTensor", "CPNG", "CJPEG"], swiftSettings: fast),
         .target(name: "FKPDetect", dependencies: ["FKPIngest"], swiftSettings: fast),
         .target(name: "FKPNets", dependencies: ["FKPTensor", "FKPEngine"], swiftSettings: fast),
-        .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest"], swiftSettings: fast),
+        .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest", "FKPAlign", "FKPTensor", "FKPEngine"], swiftSettings: fast),
         .target(name: "FKPExport", dependencies: ["FKPIngest", "FKPTensor", "CPNG"], swiftSettings: fast),
         .executableTarget(
             name: "fkp-batch",
@@ -51,7 +52,7 @@ let package = Package(
         .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest"], resources: [.copy("Fixtures")], swiftSettings: fast),
         .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPIngest"], exclude: ["Fixtures"], swiftSettings: fast),
         .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets"], swiftSettings: fast),
-        .testTarget(name: "FKPTrainTests", dependencies: ["FKPTrain", "FKPExport"], swiftSettings: fast),
+        .testTarget(name: "FKPTrainTests", dependencies: ["FKPTrain", "FKPExport", "FKPAlign", "FKPIngest", "FKPTensor"], swiftSettings: fast),
         .testTarget(name: "CLITests", dependencies: ["fkp-batch"], swiftSettings: fast),
     ]
 )

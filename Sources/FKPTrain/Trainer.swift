@@ -1,3 +1,4 @@
+import Dispatch
 import FKPEngine
 import FKPNets
 import FKPTensor
@@ -57,7 +58,8 @@ public final class Trainer {
     public enum Outcome: Equatable { case finished, earlyStopped, interrupted }
 
     public let net: Net
-    public let train: TrainingData
+    /// Training samples: fixed faces, or faces drawn afresh from photos each time (augmentation).
+    public let train: SampleSource
     public let valid: TrainingData
     public var config: TrainConfig
     public private(set) var state: TrainerState
@@ -67,7 +69,7 @@ public final class Trainer {
     private let stageX: Tensor
     private let stageY: Tensor
 
-    public init(net: Net, train: TrainingData, valid: TrainingData, config: TrainConfig) {
+    public init(net: Net, train: SampleSource, valid: TrainingData, config: TrainConfig) {
         precondition(train.outputs == net.outputs && config.batchSize <= net.maxBatch)
         self.net = net; self.train = train; self.valid = valid; self.config = config
         state = TrainerState(rng: Xoshiro(seed: config.seed &+ 1))
@@ -76,18 +78,25 @@ public final class Trainer {
     }
 
     /// Copies rows of `data` into the net's input and target buffers, mirroring the rows in `flip`.
-    func load(_ data: TrainingData, rows: ArraySlice<Int>, flip: Set<Int> = []) {
+    /// `keys` (one per row) are the draws of a source that cuts samples afresh; fixed data ignores them.
+    func load(_ data: SampleSource, rows: ArraySlice<Int>, flip: Set<Int> = [], keys: ((Int) -> UInt64)? = nil) {
         let size = net.inputSize, outs = net.outputs
-        for (i, r) in rows.enumerated() {
-            let dst = stageX.data + i * size, src = data.images.data + r * size
-            let y = stageY.data + i * outs
-            y.update(from: data.targets.data + r * outs, count: outs)
-            if flip.contains(i) {
-                mirrorImage(src, into: dst)
-                mirrorTargets(y, pairs: config.flipPairs ?? [], count: outs)
-            } else {
-                dst.update(from: src, count: size)
-            }
+        let stageX = self.stageX, stageY = self.stageY
+        let fill = { (i: Int) in
+            let r = rows[rows.startIndex + i]
+            let dst = stageX.data + i * size, y = stageY.data + i * outs
+            data.write(row: r, key: keys?(i) ?? 0, image: dst, target: y)
+        }
+        // Drawn samples cost a warp each: spread them over the cores (each row owns its slots).
+        if keys != nil && rows.count > 1 {
+            DispatchQueue.concurrentPerform(iterations: rows.count, execute: fill)
+        } else {
+            for i in 0..<rows.count { fill(i) }
+        }
+        for i in flip.sorted() {
+            let row = stageX.data + i * size
+            mirrorImageInPlace(row)
+            mirrorTargets(stageY.data + i * outs, pairs: config.flipPairs ?? [], count: outs)
         }
         net.backend.write(UnsafeBufferPointer(start: stageX.data, count: rows.count * size), to: net.input, offset: 0)
         net.backend.write(UnsafeBufferPointer(start: stageY.data, count: rows.count * outs), to: net.target, offset: 0)
@@ -141,7 +150,9 @@ public final class Trainer {
                 shuffle(&idx, &state.rng)
                 flip = Set(idx.prefix((end - start) / 2))
             }
-            load(train, rows: order[start..<end], flip: flip)
+            let seed = config.seed
+            load(train, rows: order[start..<end], flip: flip,
+                 keys: train is TrainingData ? nil : { sampleKey(seed: seed, epoch: epoch, position: start + $0) })
             let loss = net.trainStep(batch: end - start, learningRate: lr, momentum: momentum)
             if !loss.isFinite { throw TrainingDiverged(epoch: epoch, batch: state.batchLosses.count + 1) }
             state.batchLosses.append(Double(loss))
@@ -221,6 +232,16 @@ public final class Trainer {
                 return e.values
             }
         }
+    }
+}
+
+/// Mirrors a 96x96 image left-right in place: column i goes to 95 - i.
+@inline(__always)
+func mirrorImageInPlace(_ img: UnsafeMutablePointer<Float>) {
+    let side = Keypoints.side
+    for y in 0..<side {
+        let r = img + y * side
+        for x in 0..<(side / 2) { (r[x], r[side - 1 - x]) = (r[side - 1 - x], r[x]) }
     }
 }
 

@@ -37,6 +37,10 @@ struct Train: ParsableCommand {
 
     @Option(help: "Preset: net1 ... net7 (architecture and the tutorial's hyper-parameters).") var model: String?
     @Option(help: "Training CSV (30 keypoint columns + Image).") var data: String?
+    @Option(help: ArgumentHelp("Train from labelled photos instead of a CSV: a folder with keypoints.csv (image,x0,y0,...,x67,y67) and images/, or a folder of images with iBUG .pts files. Faces are cut afresh for every sample through a random similarity and photometric change (see the README); people whose name hashes to 0 mod 5 are held out for validation.", valueName: "dir"))
+    var frames: String?
+    @Option(help: ArgumentHelp("With --frames: mixed (half the samples moved as much as a detector box is off, half as little as a first pass leaves: a net for every pass) or narrow (only the latter: a second-pass net).", valueName: "kind"))
+    var warp: String?
     @Option(help: "Epochs to train (default: the preset's).") var epochs: Int?
     @Option(name: .customLong("batch-size"), help: "Images per mini-batch.") var batchSize: Int?
     @Option(help: ArgumentHelp("Learning rate: a number, or START:STOP for a linear schedule over the epochs.", valueName: "lr"))
@@ -76,6 +80,8 @@ struct Train: ParsableCommand {
             }
         }
         if let augment, !["flip", "none"].contains(augment) { throw ValidationError("--augment must be flip or none") }
+        if let warp, !["mixed", "narrow"].contains(warp) { throw ValidationError("--warp must be mixed or narrow") }
+        if frames != nil && (data != nil || specialists) { throw ValidationError("--frames replaces --data and does not go with --specialists") }
         if let earlyStopping, earlyStopping < 1 { throw ValidationError("--early-stopping must be at least 1") }
         if pretrained != nil && !specialists { throw ValidationError("--pretrained goes with --specialists") }
         if specialists && resume != nil { throw ValidationError("--specialists runs cannot be resumed; run them again") }
@@ -114,6 +120,11 @@ struct Train: ParsableCommand {
             throw fail("--out \(outPath) is the training data; refusing to overwrite an input")
         }
 
+        let framesPath = frames ?? meta["frames"]
+        if let framesPath {
+            return try trainOnFrames(framesPath, recipe: recipe, config: config, modelName: modelName, outPath: outPath,
+                                     resumeFile: resumeFile)
+        }
         let read: KaggleCSV.Result
         do { read = try KaggleCSV.read(path: dataPath, skipBadRows: skipBadRows) } catch { throw fail("\(error)") }
         if specialists {
@@ -147,6 +158,53 @@ struct Train: ParsableCommand {
             "early_stopping": config.earlyStoppingPatience.map(String.init) ?? "", "data": dataPath,
             "train_rows": "\(split.train.count)", "valid_rows": "\(split.valid.count)", "device": backend.name,
         ]
+        try runLoop(trainer: trainer, metadata: metadata, modelName: modelName, config: config, outPath: outPath,
+                    backend: backend)
+    }
+
+    /// Trains on labelled photos (--frames): person-wise split, samples drawn afresh with augmentation.
+    func trainOnFrames(_ dir: String, recipe: Recipe, config: TrainConfig, modelName: String, outPath: String,
+                       resumeFile: Safetensors.File?) throws {
+        let all: LandmarkSet
+        do { all = try LandmarkFiles.read(dir) } catch { throw fail("\(error)") }
+        let trainRows = all.trainingRows, validRows = all.heldOutRows
+        guard !trainRows.isEmpty, !validRows.isEmpty else {
+            throw fail("\(dir): \(all.count) faces of \(Set(all.persons).count) people; the person-wise split needs people on both sides")
+        }
+        let t0 = Date()
+        let trainSet: FrameSamples, validSet: FrameSamples
+        do {
+            var augmentation = Augmentation.standard
+            if (warp ?? resumeFile?.metadata["warp"]) == "narrow" { augmentation.wideShare = 0 }
+            trainSet = try FrameSamples(all.subset(trainRows), augmentation: augmentation)
+            validSet = try FrameSamples(all.subset(validRows), augmentation: augmentation)
+        } catch { throw fail("\(error)") }
+        let valid = validSet.fixedSet(seed: config.seed)
+        Log.info(String(format: "%@: %d faces of %d people; training on %d (%d people), validating on %d held-out faces (%d people); decoded in %.1f s",
+                        dir, all.count, Set(all.persons).count, trainRows.count, Set(trainRows.map { all.persons[$0] }).count,
+                        validRows.count, Set(validRows.map { all.persons[$0] }).count, Date().timeIntervalSince(t0)))
+        let backend = try engine.makeBackend()
+        let net = Net(recipe.architecture, backend: backend, maxBatch: config.batchSize)
+        net.initialise(seed: config.seed)
+        let trainer = Trainer(net: net, train: trainSet, valid: valid, config: config)
+        if let resumeFile {
+            do { try trainer.resume(from: resumeFile, path: resume!) } catch { throw fail("\(error)") }
+            Log.info("resuming \(resume!) after epoch \(trainer.history.count)")
+        }
+        Log.info("\(modelName): \(net.parameterCount) parameters on \(backend.name); \(config.epochs) epochs, lr \(config.learningRate), momentum \(config.momentum), batch \(config.batchSize), warp augmentation\(config.flipPairs != nil ? " + flip" : "")")
+        let metadata: [String: String] = [
+            "model": modelName, "epochs_planned": "\(config.epochs)", "lr": config.learningRate.description,
+            "momentum": config.momentum.description, "batch_size": "\(config.batchSize)", "seed": "\(config.seed)",
+            "augment": config.flipPairs != nil ? "flip" : "none", "dropout": "\(recipe.architecture.hasDropout)",
+            "early_stopping": config.earlyStoppingPatience.map(String.init) ?? "", "frames": dir,
+            "framing": "aligned", "warp": trainSet.augmentation.wideShare > 0 ? "mixed" : "narrow", "augmentation": String(decoding: try JSONEncoder().encode(trainSet.augmentation), as: UTF8.self),
+            "train_rows": "\(trainRows.count)", "valid_rows": "\(validRows.count)", "device": backend.name,
+        ]
+        try runLoop(trainer: trainer, metadata: metadata, modelName: modelName, config: config, outPath: outPath, backend: backend)
+    }
+
+    func runLoop(trainer: Trainer, metadata: [String: String], modelName: String, config: TrainConfig, outPath: String,
+                 backend: Backend) throws {
         let historyPath = historyPath(for: outPath)
         let interrupt = InterruptFlag()
         let progress = ProgressLine(totalEpochs: config.epochs)
