@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "FKPIngest", dependencies: ["FKPTensor", "CPNG", "CJPEG"], swiftSettings: fast),
         .target(name: "FKPDetect", dependencies: ["FKPIngest"], swiftSettings: fast),
         .target(name: "FKPNets", dependencies: ["FKPTensor", "FKPEngine"], swiftSettings: fast),
-        .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest", "FKPAlign", "FKPTensor", "FKPEngine"], swiftSettings: fast),
+        .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest", "FKPAlign", "FKPTensor", "FKPEngine", "FKPDetect"], swiftSettings: fast),
         .target(name: "FKPExport", dependencies: ["FKPIngest", "FKPTensor", "CPNG"], swiftSettings: fast),
         .executableTarget(
             name: "fkp-batch",

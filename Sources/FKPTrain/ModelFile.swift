@@ -8,6 +8,9 @@ public enum ModelFile {
     /// A single net or a specialists bundle, whichever the file holds.
     public static func loadModel(path: String, backend: Backend, maxBatch: Int = 128) throws -> KeypointModel {
         let file = try Safetensors.read(path: path)
+        if file.metadata["model"] == "aligned" {
+            return try AlignedModel.load(file, path: path, backend: backend, maxBatch: maxBatch)
+        }
         if file.metadata["model"] == "specialists" {
             return try SpecialistBundle.load(file, path: path, backend: backend, maxBatch: maxBatch)
         }

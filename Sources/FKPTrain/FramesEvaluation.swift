@@ -1,0 +1,144 @@
+import Dispatch
+import FKPAlign
+import FKPDetect
+import FKPIngest
+import FKPTensor
+import Foundation
+
+/// The whole photo path measured on labelled photos: detect, crop, passes, map back, compared with the
+/// reference keypoints by NME (mean point distance / distance between the reference eye centres). Beside
+/// it the same net with perfect crops (each face cut through its own reference alignment) and the mean
+/// shape in both crops, so that detection, framing and localisation can be told apart.
+public struct FramesReport: Sendable {
+    public var photos = 0
+    /// Photos where a detected box holds the reference face (both eye centres, nose tip inside it).
+    public var found = 0
+    /// NME per found face, detector in the loop, after the passes.
+    public var detected: [Double] = []
+    /// NME per face with a perfect crop and one pass of the last net.
+    public var perfect: [Double] = []
+    public var meanShapePerfect: [Double] = []
+    public var meanShapeDetected: [Double] = []
+    /// Mean distance per keypoint over the found faces, in inter-ocular distances.
+    public var perKeypoint: [Double] = []
+    public var seconds = 0.0
+
+    public static func median(_ a: [Double]) -> Double {
+        let s = a.filter { !$0.isNaN }.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    public static func mean(_ a: [Double]) -> Double { a.isEmpty ? .nan : a.reduce(0, +) / Double(a.count) }
+}
+
+public enum FramesEvaluation {
+    /// Decodes photos to grey (0...255 for the detector; the planes the nets read are scaled to 0...1).
+    public static func decode(_ paths: [String]) throws -> [GrayImage] {
+        var out = [GrayImage?](repeating: nil, count: paths.count)
+        var firstError: Error?
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            do {
+                let g = PNGCodec.gray(try ImageFile.readRGB(path: paths[i]))
+                lock.lock(); out[i] = g; lock.unlock()
+            } catch { lock.lock(); firstError = firstError ?? error; lock.unlock() }
+        }
+        if let firstError { throw firstError }
+        return out.map { $0! }
+    }
+
+    /// The detected box that holds the reference face: contains both eye centres and the nose tip; of
+    /// several, the one whose centre is nearest the nose.
+    public static func matchingBox(_ boxes: [FaceBox], reference k: [Double]) -> FaceBox? {
+        func inside(_ b: FaceBox, _ x: Double, _ y: Double) -> Bool {
+            x >= Double(b.x) && y >= Double(b.y) && x <= Double(b.x + b.width) && y <= Double(b.y + b.height)
+        }
+        let ok = boxes.filter { b in [0, 2, 20].allSatisfy { inside(b, k[$0], k[$0 + 1]) } }
+        return ok.min { a, b in
+            func d(_ b: FaceBox) -> Double {
+                let cx = Double(b.x) + Double(b.width) / 2 - k[20], cy = Double(b.y) + Double(b.height) / 2 - k[21]
+                return cx * cx + cy * cy
+            }
+            return d(a) < d(b)
+        }
+    }
+
+    /// Runs the detector on every photo (in parallel); per photo the matching box or nil.
+    public static func detect(_ images: [GrayImage], references: [[Double]], cascade: HaarCascade,
+                              parameters: DetectionParameters) -> [FaceBox?] {
+        var boxes = [FaceBox?](repeating: nil, count: images.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: images.count) { i in
+            let b = matchingBox(detectFaces(in: images[i], cascade: cascade, parameters: parameters), reference: references[i])
+            lock.lock(); boxes[i] = b; lock.unlock()
+        }
+        return boxes
+    }
+
+    /// The box -> crop mapping measured on labelled photos: the median of each face's own framing
+    /// (medians: a few odd boxes must not move it).
+    public static func calibrate(references: [[Double]], boxes: [FaceBox?]) -> (framing: BoxFraming, faces: Int)? {
+        var dx: [Double] = [], dy: [Double] = [], size: [Double] = []
+        for (k, box) in zip(references, boxes) {
+            guard let b = box, let t = CanonicalFace.alignment(for: k) else { continue }
+            let f = BoxFraming.of(alignment: t, x: Double(b.x), y: Double(b.y), width: Double(b.width))
+            dx.append(f.dx); dy.append(f.dy); size.append(f.size)
+        }
+        guard !dx.isEmpty else { return nil }
+        return (BoxFraming(dx: FramesReport.median(dx), dy: FramesReport.median(dy), size: FramesReport.median(size)), dx.count)
+    }
+
+    public static func run(_ set: LandmarkSet, model: AlignedModel, framing: BoxFraming, cascade: HaarCascade,
+                           parameters: DetectionParameters = .init(), passes: Int? = nil) throws -> FramesReport {
+        let started = Date()
+        let images = try decode(set.images)
+        let boxes = detect(images, references: set.keypoints, cascade: cascade, parameters: parameters)
+        var scaled = images.map { $0.pixels.map { $0 / 255 } }
+        var report = FramesReport()
+        report.photos = set.count
+        var found: [Int] = []
+        for i in 0..<set.count where boxes[i] != nil { found.append(i) }
+        report.found = found.count
+        let mean = CanonicalFace.meanShape
+        try withPlanes(&scaled, images) { planes in
+            let starts = found.map { i -> Similarity in
+                let b = boxes[i]!
+                return framing.photoToCrop(x: Double(b.x), y: Double(b.y), width: Double(b.width))
+            }
+            let detected = model.predict(photos: planes, faces: zip(found, starts).map { AlignedModel.Face(photo: $0, start: $1) },
+                                         passes: passes)
+            report.seconds = Date().timeIntervalSince(started)
+            report.perKeypoint = [Double](repeating: 0, count: 15)
+            for (j, i) in found.enumerated() {
+                let ref = set.keypoints[i]
+                report.detected.append(CanonicalFace.nme(predicted: detected[j], reference: ref))
+                report.meanShapeDetected.append(CanonicalFace.nme(predicted: starts[j].inverse.apply(mean), reference: ref))
+                let iod = CanonicalFace.interocular(ref)
+                for p in 0..<15 {
+                    let dx = detected[j][2 * p] - ref[2 * p], dy = detected[j][2 * p + 1] - ref[2 * p + 1]
+                    report.perKeypoint[p] += (dx * dx + dy * dy).squareRoot() / iod / Double(found.count)
+                }
+            }
+            // Perfect crops: every face (found or not), its own alignment, one pass of the last net.
+            let aligned = (0..<set.count).compactMap { i in CanonicalFace.alignment(for: set.keypoints[i]).map { (i, $0) } }
+            let last = AlignedModel(nets: [model.nets[model.nets.count - 1]], framing: nil, defaultPasses: 1)
+            let perfect = last.predict(photos: planes, faces: aligned.map { AlignedModel.Face(photo: $0.0, start: $0.1) }, passes: 1)
+            for (j, (i, t)) in aligned.enumerated() {
+                report.perfect.append(CanonicalFace.nme(predicted: perfect[j], reference: set.keypoints[i]))
+                report.meanShapePerfect.append(CanonicalFace.nme(predicted: t.inverse.apply(mean), reference: set.keypoints[i]))
+            }
+        }
+        return report
+    }
+
+    /// Grey planes over the photos' pixel arrays for the duration of `body`.
+    static func withPlanes(_ pixels: inout [[Float]], _ images: [GrayImage], _ body: ([GrayPlane]) throws -> Void) rethrows {
+        let buffers = pixels.map { p -> UnsafeMutableBufferPointer<Float> in
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: p.count)
+            _ = b.initialize(from: p)
+            return b
+        }
+        defer { buffers.forEach { $0.deallocate() } }
+        try body(zip(buffers, images).map { GrayPlane(width: $1.width, height: $1.height, pixels: UnsafeBufferPointer($0)) })
+    }
+}
