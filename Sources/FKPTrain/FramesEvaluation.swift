@@ -22,6 +22,19 @@ public struct FramesReport: Sendable {
     /// Mean distance per keypoint over the found faces, in inter-ocular distances.
     public var perKeypoint: [Double] = []
     public var seconds = 0.0
+    /// Faces cut for a contact sheet (evenly spread over the found faces), when asked for.
+    public var tiles: [Tile] = []
+
+    /// A face cut through its final crop, with the predicted and reference points in tile pixels.
+    public struct Tile: Sendable {
+        public var side: Int
+        /// Grey 0...1, side x side.
+        public var pixels: [Float]
+        public var predicted: [Double]
+        public var reference: [Double]
+        public var nme: Double
+        public var label: String
+    }
 
     public static func median(_ a: [Double]) -> Double {
         let s = a.filter { !$0.isNaN }.sorted()
@@ -89,7 +102,7 @@ public enum FramesEvaluation {
     }
 
     public static func run(_ set: LandmarkSet, model: AlignedModel, framing: BoxFraming, cascade: HaarCascade,
-                           parameters: DetectionParameters = .init(), passes: Int? = nil) throws -> FramesReport {
+                           parameters: DetectionParameters = .init(), passes: Int? = nil, sheetFaces: Int = 0) throws -> FramesReport {
         let started = Date()
         let images = try decode(set.images)
         let boxes = detect(images, references: set.keypoints, cascade: cascade, parameters: parameters)
@@ -105,8 +118,11 @@ public enum FramesEvaluation {
                 let b = boxes[i]!
                 return framing.photoToCrop(x: Double(b.x), y: Double(b.y), width: Double(b.width))
             }
-            let detected = model.predict(photos: planes, faces: zip(found, starts).map { AlignedModel.Face(photo: $0, start: $1) },
-                                         passes: passes)
+            var finalCrops = [Similarity](repeating: .identity, count: found.count)
+            let detected = finalCrops.withUnsafeMutableBufferPointer {
+                model.predict(photos: planes, faces: zip(found, starts).map { AlignedModel.Face(photo: $0, start: $1) },
+                              passes: passes, crops: $0.baseAddress)
+            }
             report.seconds = Date().timeIntervalSince(started)
             report.perKeypoint = [Double](repeating: 0, count: 15)
             for (j, i) in found.enumerated() {
@@ -117,6 +133,16 @@ public enum FramesEvaluation {
                 for p in 0..<15 {
                     let dx = detected[j][2 * p] - ref[2 * p], dy = detected[j][2 * p + 1] - ref[2 * p + 1]
                     report.perKeypoint[p] += (dx * dx + dy * dy).squareRoot() / iod / Double(found.count)
+                }
+            }
+            if sheetFaces > 0 && !found.isEmpty {
+                let side = 128, zoom = Similarity(a: Double(side) / Double(CanonicalFace.side), b: 0, tx: 0, ty: 0)
+                for j in stride(from: 0, to: found.count, by: max(1, found.count / sheetFaces)).prefix(sheetFaces) {
+                    let i = found[j], t = finalCrops[j].then(zoom)
+                    var px = [Float](repeating: 0, count: side * side)
+                    px.withUnsafeMutableBufferPointer { planes[i].warp(into: $0.baseAddress!, side: side, outToSource: t.inverse) }
+                    report.tiles.append(.init(side: side, pixels: px, predicted: t.apply(detected[j]), reference: t.apply(set.keypoints[i]),
+                                              nme: report.detected[j], label: set.persons[i]))
                 }
             }
             // Perfect crops: every face (found or not), its own alignment, one pass of the last net.

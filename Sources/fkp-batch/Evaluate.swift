@@ -28,6 +28,8 @@ struct Evaluate: ParsableCommand {
     @Flag(name: .customLong("all-people"), help: "With --frames: every person, not only those held out of training.") var allPeople = false
     @Option(help: "With --frames: passes through the net (default: the model's).") var passes: Int?
     @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
+    @Option(help: ArgumentHelp("With --frames: write a contact sheet of 48 faces (reference green, prediction red, NME under each) to this PNG.", valueName: "png"))
+    var sheet: String?
     @Option(help: "Output: table or json.") var format: String = "table"
     @Flag(name: .customLong("skip-bad-rows"), help: "Skip malformed CSV rows with a warning.") var skipBadRows = false
     @OptionGroup var engine: EngineOptions
@@ -80,7 +82,15 @@ struct Evaluate: ParsableCommand {
         let set = allPeople ? all : all.subset(all.heldOutRows)
         let framing = aligned.framing ?? BoxFraming(dx: CropMapping.calibrated.dx, dy: CropMapping.calibrated.dy, size: CropMapping.calibrated.size)
         let r: FramesReport
-        do { r = try FramesEvaluation.run(set, model: aligned, framing: framing, cascade: haar, passes: passes) } catch { throw fail("\(error)") }
+        do {
+            r = try FramesEvaluation.run(set, model: aligned, framing: framing, cascade: haar, passes: passes, sheetFaces: sheet == nil ? 0 : 48)
+            if let sheet {
+                let tiles = r.tiles.map { ContactSheet.Tile(side: $0.side, pixels: $0.pixels, predicted: $0.predicted, reference: $0.reference,
+                                                            caption: String(format: "%.3f", $0.nme)) }
+                try PNGCodec.writeRGB(ContactSheet.draw(tiles), path: sheet)
+                Log.info("wrote \(sheet)")
+            }
+        } catch { throw fail("\(error)") }
         let m = FramesReport.median, a = FramesReport.mean
         let rows: [(String, [Double])] = [("detector + net", r.detected), ("detector box + mean shape", r.meanShapeDetected),
                                           ("perfect crop + net (1 pass)", r.perfect), ("perfect crop + mean shape", r.meanShapePerfect)]

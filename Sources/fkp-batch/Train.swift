@@ -39,6 +39,8 @@ struct Train: ParsableCommand {
     @Option(help: "Training CSV (30 keypoint columns + Image).") var data: String?
     @Option(help: ArgumentHelp("Train from labelled photos instead of a CSV: a folder with keypoints.csv (image,x0,y0,...,x67,y67) and images/, or a folder of images with iBUG .pts files. Faces are cut afresh for every sample through a random similarity and photometric change (see the README); people whose name hashes to 0 mod 5 are held out for validation.", valueName: "dir"))
     var frames: String?
+    @Option(name: .customLong("init-weights"), help: ArgumentHelp("Start from this trained model's weights (same architecture) instead of random ones: fine-tuning, or a warm restart of the schedule.", valueName: "model"))
+    var initWeights: String?
     @Option(help: ArgumentHelp("With --frames: mixed (half the samples moved as much as a detector box is off, half as little as a first pass leaves: a net for every pass) or narrow (only the latter: a second-pass net).", valueName: "kind"))
     var warp: String?
     @Option(help: "Epochs to train (default: the preset's).") var epochs: Int?
@@ -186,6 +188,10 @@ struct Train: ParsableCommand {
         let backend = try engine.makeBackend()
         let net = Net(recipe.architecture, backend: backend, maxBatch: config.batchSize)
         net.initialise(seed: config.seed)
+        if let initWeights, resumeFile == nil {
+            do { try net.load(try Safetensors.read(path: initWeights), path: initWeights) } catch { throw fail("\(error)") }
+            Log.info("starting from the weights of \(initWeights)")
+        }
         let trainer = Trainer(net: net, train: trainSet, valid: valid, config: config)
         if let resumeFile {
             do { try trainer.resume(from: resumeFile, path: resume!) } catch { throw fail("\(error)") }
@@ -197,7 +203,7 @@ struct Train: ParsableCommand {
             "momentum": config.momentum.description, "batch_size": "\(config.batchSize)", "seed": "\(config.seed)",
             "augment": config.flipPairs != nil ? "flip" : "none", "dropout": "\(recipe.architecture.hasDropout)",
             "early_stopping": config.earlyStoppingPatience.map(String.init) ?? "", "frames": dir,
-            "framing": "aligned", "warp": trainSet.augmentation.wideShare > 0 ? "mixed" : "narrow", "augmentation": String(decoding: try JSONEncoder().encode(trainSet.augmentation), as: UTF8.self),
+            "framing": "aligned", "init_weights": initWeights ?? resumeFile?.metadata["init_weights"] ?? "", "warp": trainSet.augmentation.wideShare > 0 ? "mixed" : "narrow", "augmentation": String(decoding: try JSONEncoder().encode(trainSet.augmentation), as: UTF8.self),
             "train_rows": "\(trainRows.count)", "valid_rows": "\(validRows.count)", "device": backend.name,
         ]
         try runLoop(trainer: trainer, metadata: metadata, modelName: modelName, config: config, outPath: outPath, backend: backend)
