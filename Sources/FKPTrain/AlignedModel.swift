@@ -40,54 +40,79 @@ public final class AlignedModel {
         guard n > 0 else { return [] }
         var transforms = faces.map(\.start)
         var points = [[Double]](repeating: [], count: n)
-        let side = CanonicalFace.side, size = side * side
-        for pass in 0..<max(1, passes ?? defaultPasses) {
+        let total = max(1, passes ?? defaultPasses)
+        for pass in 0..<total {
             let net = pass == 0 ? nets[0] : nets[nets.count - 1]
-            let mirrorAverage = self.mirrorAverage
             if pass > 0 {
                 for i in 0..<n {
                     // A prediction that defines no face keeps the last crop.
                     if let t = CanonicalFace.alignment(for: points[i]) { transforms[i] = t }
                 }
             }
-            var start = 0
-            var batchImages = [Float](repeating: 0, count: min(n, net.maxBatch) * size)
-            var out = [Float](repeating: 0, count: min(n, net.maxBatch) * net.outputs)
-            while start < n {
-                let b = min(net.maxBatch, n - start)
-                batchImages.withUnsafeMutableBufferPointer { buf in
-                    let base = buf.baseAddress!
-                    DispatchQueue.concurrentPerform(iterations: b) { j in
-                        let f = faces[start + j]
-                        photos[f.photo].warp(into: base + j * size, side: side, outToSource: transforms[start + j].inverse)
-                    }
-                    net.backend.write(UnsafeBufferPointer(start: base, count: b * size), to: net.input, offset: 0)
-                }
-                net.forward(batch: b, training: false)
-                out.withUnsafeMutableBufferPointer { net.backend.read(net.output, offset: 0, into: UnsafeMutableBufferPointer(start: $0.baseAddress!, count: b * net.outputs)) }
-                if mirrorAverage {
-                    // The same crops mirrored, predicted, mirrored back and averaged with the plain ones:
-                    // the net's left/right biases cancel (measured: median NME 0.0743 -> see README).
-                    var mirrored = [Float](repeating: 0, count: b * net.outputs)
-                    batchImages.withUnsafeMutableBufferPointer { buf in
-                        for j in 0..<b { mirrorImageInPlace(buf.baseAddress! + j * size) }
-                        net.backend.write(UnsafeBufferPointer(start: buf.baseAddress!, count: b * size), to: net.input, offset: 0)
-                    }
-                    net.forward(batch: b, training: false)
-                    mirrored.withUnsafeMutableBufferPointer { net.backend.read(net.output, offset: 0, into: UnsafeMutableBufferPointer(start: $0.baseAddress!, count: b * net.outputs)) }
-                    for j in 0..<b {
-                        mirrored.withUnsafeMutableBufferPointer { mirrorTargets($0.baseAddress! + j * net.outputs, pairs: keypointFlipPairs, count: net.outputs) }
-                        for c in 0..<net.outputs { out[j * net.outputs + c] = (out[j * net.outputs + c] + mirrored[j * net.outputs + c]) / 2 }
-                    }
-                }
-                for j in 0..<b {
-                    let crop = (0..<net.outputs).map { Double(KeypointScale.pixels(out[j * net.outputs + $0])) }
-                    points[start + j] = transforms[start + j].inverse.apply(crop)
-                }
-                start += b
+            // The last pass averages over slightly moved crops too (each mapped back on its own).
+            let jitters = pass == total - 1 && total > 1 ? finalJitters : [.identity]
+            var sum = [[Double]](repeating: [Double](repeating: 0, count: net.outputs), count: n)
+            for jitter in jitters {
+                let moved = transforms.map { $0.then(jitter) }
+                let p = run(net, photos: photos, faces: faces, transforms: moved)
+                for i in 0..<n { for c in 0..<net.outputs { sum[i][c] += p[i][c] / Double(jitters.count) } }
             }
+            points = sum
         }
         if let crops { for i in 0..<n { crops[i] = transforms[i] } }
+        return points
+    }
+
+    /// Small moves of the final crop (about the crop centre) whose predictions are averaged: as is, 8%
+    /// larger and smaller, turned by 0.08 rad (4.6 degrees) either way. On the held-out frames (bundled
+    /// model, 2 passes) the median NME went 0.0745 -> 0.0737 (moves of 0.04) -> 0.0732 (0.08).
+    public var finalJitters: [Similarity] = {
+        let c = CanonicalFace.center, d = 0.08
+        return [.identity, Similarity(angle: 0, scale: 1 + d, center: c), Similarity(angle: 0, scale: 1 / (1 + d), center: c),
+                Similarity(angle: d, scale: 1, center: c), Similarity(angle: -d, scale: 1, center: c)]
+    }()
+
+    /// One net over every face's crop (mirror-averaged when set); points back in photo pixels.
+    func run(_ net: Net, photos: [GrayPlane], faces: [Face], transforms: [Similarity]) -> [[Double]] {
+        let n = faces.count, side = CanonicalFace.side, size = side * side
+        var points = [[Double]](repeating: [], count: n)
+        let mirrorAverage = self.mirrorAverage
+        var start = 0
+        var batchImages = [Float](repeating: 0, count: min(n, net.maxBatch) * size)
+        var out = [Float](repeating: 0, count: min(n, net.maxBatch) * net.outputs)
+        while start < n {
+            let b = min(net.maxBatch, n - start)
+            batchImages.withUnsafeMutableBufferPointer { buf in
+                let base = buf.baseAddress!
+                DispatchQueue.concurrentPerform(iterations: b) { j in
+                    let f = faces[start + j]
+                    photos[f.photo].warp(into: base + j * size, side: side, outToSource: transforms[start + j].inverse)
+                }
+                net.backend.write(UnsafeBufferPointer(start: base, count: b * size), to: net.input, offset: 0)
+            }
+            net.forward(batch: b, training: false)
+            out.withUnsafeMutableBufferPointer { net.backend.read(net.output, offset: 0, into: UnsafeMutableBufferPointer(start: $0.baseAddress!, count: b * net.outputs)) }
+            if mirrorAverage {
+                // The same crops mirrored, predicted, mirrored back and averaged with the plain ones:
+                // the net's left/right biases cancel (measured in the README).
+                var mirrored = [Float](repeating: 0, count: b * net.outputs)
+                batchImages.withUnsafeMutableBufferPointer { buf in
+                    for j in 0..<b { mirrorImageInPlace(buf.baseAddress! + j * size) }
+                    net.backend.write(UnsafeBufferPointer(start: buf.baseAddress!, count: b * size), to: net.input, offset: 0)
+                }
+                net.forward(batch: b, training: false)
+                mirrored.withUnsafeMutableBufferPointer { net.backend.read(net.output, offset: 0, into: UnsafeMutableBufferPointer(start: $0.baseAddress!, count: b * net.outputs)) }
+                for j in 0..<b {
+                    mirrored.withUnsafeMutableBufferPointer { mirrorTargets($0.baseAddress! + j * net.outputs, pairs: keypointFlipPairs, count: net.outputs) }
+                    for c in 0..<net.outputs { out[j * net.outputs + c] = (out[j * net.outputs + c] + mirrored[j * net.outputs + c]) / 2 }
+                }
+            }
+            for j in 0..<b {
+                let crop = (0..<net.outputs).map { Double(KeypointScale.pixels(out[j * net.outputs + $0])) }
+                points[start + j] = transforms[start + j].inverse.apply(crop)
+            }
+            start += b
+        }
         return points
     }
 
