@@ -1,4 +1,5 @@
 import FKPEngine
+import FKPInference
 import FKPNets
 import FKPTensor
 import Foundation
@@ -13,7 +14,7 @@ public struct EpochRecord: Sendable, Equatable, Codable {
     public var momentum: Float
     public var ratio: Double { validLoss > 0 ? trainLoss / validLoss : .nan }
     /// Validation RMSE in pixels of the 96x96 frame.
-    public var validRMSE: Double { validLoss.squareRoot() * 48 }
+    public var validRMSE: Double { KeypointScale.rmsePixels(meanSquaredError: validLoss) }
 
     public static let csvHeader = "epoch,train_loss,valid_loss,train_valid_ratio,seconds,lr,momentum"
     public var csvLine: String {
@@ -247,7 +248,7 @@ func mirrorTargets(_ y: UnsafeMutablePointer<Float>, pairs: [(Int, Int)], count:
 public func mirrorFace(image: [Float], keypoints: [Float], pairs: [(Int, Int)] = keypointFlipPairs) -> ([Float], [Float]) {
     var img = [Float](repeating: 0, count: image.count)
     image.withUnsafeBufferPointer { s in img.withUnsafeMutableBufferPointer { d in mirrorImage(s.baseAddress!, into: d.baseAddress!) } }
-    var scaled = keypoints.map { ($0 - 48) / 48 }
+    var scaled = keypoints.map(KeypointScale.scaled)
     scaled.withUnsafeMutableBufferPointer { mirrorTargets($0.baseAddress!, pairs: pairs, count: keypoints.count) }
-    return (img, scaled.map { $0 * 48 + 48 })
+    return (img, scaled.map(KeypointScale.pixels))
 }

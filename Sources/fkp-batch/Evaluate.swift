@@ -1,50 +1,38 @@
 import ArgumentParser
-import FKPEngine
 import FKPExport
+import FKPInference
 import FKPIngest
-import FKPNets
 import FKPTensor
-import FKPTrain
 import Foundation
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "RMSE in pixels of a model on a labelled CSV, overall and per keypoint.",
         discussion: """
-        Every labelled value counts (blanks are skipped). The RMSE is in pixels of the 96x96 frame; the
-        tutorial's figure of merit (Kaggle scored the same way). Output on stdout: a table, or one JSON
-        object with --format json.
+        Every labelled value counts (blanks are skipped). The RMSE is in pixels of the 96x96 frame; the tutorial's figure of merit (Kaggle scored the same way). Output on stdout: a table, or one JSON object with --format json. Without --model, the bundled model.
 
-        Example:
+        Examples:
+          fkp-batch evaluate samples/training-sample.csv
           fkp-batch evaluate --model net1.safetensors samples/training-sample.csv --format json
         """)
 
-    @Option(help: "Trained model (safetensors).") var model: String
+    @OptionGroup var model: ModelOption
     @Argument(help: "Labelled CSV (30 keypoint columns + Image).") var data: String
-    @Option(help: "Output: table or json.") var format: String = "table"
+    @Option(help: "Output.") var format: ReportFormat = .table
     @Flag(name: .customLong("skip-bad-rows"), help: "Skip malformed CSV rows with a warning.") var skipBadRows = false
     @OptionGroup var engine: EngineOptions
 
-    func validate() throws {
-        guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
-    }
-
     func run() throws {
-        let backend = try engine.makeBackend()
-        let net: KeypointModel
-        let read: KaggleCSV.Result
-        do {
-            net = try ModelFile.loadModel(path: model, backend: backend)
-            read = try KaggleCSV.read(path: data, skipBadRows: skipBadRows)
-        } catch { throw fail("\(error)") }
+        let net = try model.load(engine)
+        let read = try KaggleCSV.read(path: data, skipBadRows: skipBadRows)
         for e in read.skipped { Log.warn("skipped \(e)") }
-        guard let truth = read.faces.keypoints else { throw fail("\(data) has no keypoint columns to evaluate against") }
+        guard let truth = read.faces.keypoints else { throw FKPError.setup("\(data) has no keypoint columns to evaluate against") }
         let predicted = net.predict(read.faces.images)
         let report = RMSEReport(predicted: predicted, truth: truth)
-        if format == "json" {
+        if format == .json {
             var perKeypoint: [String: Double] = [:]
             for (i, name) in RMSEReport.keypointNames.enumerated() { perKeypoint[name] = report.perKeypoint[i] }
-            print(KeypointWriter.jsonLine(["model": model, "data": data, "faces": read.faces.count,
+            print(KeypointWriter.jsonLine(["model": model.path, "data": data, "faces": read.faces.count,
                                            "values": report.values, "rmse_px": report.overall,
                                            "per_keypoint_rmse_px": perKeypoint]))
         } else {

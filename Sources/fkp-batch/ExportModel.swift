@@ -1,5 +1,8 @@
 import ArgumentParser
+import FKPExport
 import FKPNets
+import FKPTensor
+import FKPTrain
 import Foundation
 
 struct ExportModel: ParsableCommand {
@@ -7,9 +10,7 @@ struct ExportModel: ParsableCommand {
         commandName: "export-model",
         abstract: "Write a model for shipping: weights only (no optimizer state), optionally as float16.",
         discussion: """
-        A training checkpoint also holds momentum buffers, the trainer's state and, with early stopping,
-        a second copy of the best weights. export-model keeps the weights and the model's metadata only;
-        --float16 halves the size again (predictions change by far less than a pixel).
+        A training checkpoint also holds momentum buffers, the trainer's state and, with early stopping, a second copy of the best weights. export-model keeps the weights and the model's metadata only; --float16 halves the size again (predictions change by far less than a pixel).
 
         Example:
           fkp-batch export-model net5.safetensors samples/model.safetensors --float16
@@ -20,14 +21,12 @@ struct ExportModel: ParsableCommand {
     @Flag(help: "Store the weights as IEEE float16.") var float16 = false
 
     func run() throws {
-        guard URL(fileURLWithPath: input).standardizedFileURL != URL(fileURLWithPath: output).standardizedFileURL else {
-            throw fail("refusing to overwrite the input \(input)")
-        }
-        let file: Safetensors.File
-        do { file = try Safetensors.read(path: input) } catch { throw fail("\(error)") }
+        try OutputGuard(inputs: [input]).check(file: output, option: "OUT")
+        let file = try Safetensors.read(path: input)
         let weights = file.tensors.filter { !$0.name.hasPrefix("optimizer.") && !$0.name.hasPrefix("best.") }
         var meta = file.metadata
         meta.removeValue(forKey: "trainer_state")
+        meta.removeValue(forKey: TrainingSetup.metadataKey)
         meta["exported_from"] = URL(fileURLWithPath: input).lastPathComponent
         try Safetensors.write(Safetensors.File(tensors: weights, metadata: meta), path: output, dtype: float16 ? .f16 : .f32)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
