@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "FKPImageTests", dependencies: ["FKPImage", "FKPTensor"], resources: [.copy("Fixtures")],
                     swiftSettings: fast),
         .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest", "FKPTensor", "FKPTestSupport"], swiftSettings: fast),
-        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPImage", "FKPIngest", "FKPTestSupport"],
+        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPImage", "FKPTestSupport"],
                     exclude: ["Fixtures"], swiftSettings: fast),
         .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets", "FKPEngine", "FKPTensor", "FKPTestSupport"],
                     swiftSettings: fast),

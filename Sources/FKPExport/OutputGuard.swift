@@ -24,7 +24,7 @@ public struct OutputGuard: Sendable {
             if let type = try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType {
                 link = type == .typeSymbolicLink
             }
-            return "\(path): \(link ? "a symlink to an input" : "is an input"); refusing to overwrite it"
+            return "\(path): would overwrite an input\(link ? " (it is a symlink to one)" : ""); refusing to overwrite it"
         }
         var st = stat()
         if stat(path, &st) == 0 {

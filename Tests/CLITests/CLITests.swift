@@ -1,7 +1,7 @@
+import FKPTestSupport
 import Foundation
 import XCTest
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// Runs the built fkp-batch binary as a user or a script would.
 struct Run {
