@@ -15,7 +15,8 @@ struct Annotate: ParsableCommand {
 
         Examples:
           fkp-batch annotate samples/photos -o out/
-          find /data -name '*.jpg' | fkp-batch annotate - --shard 2/4 -o out/ --skip-existing > faces.csv
+          find /data -name '*.jpg' | fkp-batch annotate - --shard 2/4 -o out/ \\
+            --skip-existing > faces.csv
         """)
 
     @Argument(help: "Photos and folders, or - for a list of paths on stdin.") var inputs: [String]

@@ -13,7 +13,7 @@ struct Evaluate: ParsableCommand {
 
         Examples:
           fkp-batch evaluate samples/training-sample.csv
-          fkp-batch evaluate --model net1.safetensors samples/training-sample.csv --format json
+          fkp-batch evaluate --model net1.safetensors labelled.csv --format json
         """)
 
     @OptionGroup var model: ModelOption

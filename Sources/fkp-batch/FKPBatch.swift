@@ -13,9 +13,10 @@ struct FKPBatch: ParsableCommand {
 
         Typical use:
           fkp-batch annotate samples/photos -o out/ > faces.csv
-          fkp-batch train --model net1 --data training.csv --epochs 400 --out net1.safetensors
+          fkp-batch train --model net1 --data training.csv --out net1.safetensors
           fkp-batch evaluate --model net1.safetensors labelled.csv
-          fkp-batch predict --model net1.safetensors test.csv --lookup IdLookupTable.csv -o submission.csv
+          fkp-batch predict --model net1.safetensors test.csv \\
+            --lookup IdLookupTable.csv -o submission.csv
 
         Data goes to stdout, logs and progress to stderr. Exit codes: 0 success, 1 some inputs failed (each reported on stderr), 2 usage or set-up error found before any work.
         """,

@@ -14,7 +14,8 @@ struct Predict: ParsableCommand {
 
         Examples:
           fkp-batch predict samples/test-sample.csv
-          fkp-batch predict --model net2.safetensors test.csv --lookup IdLookupTable.csv -o submission.csv
+          fkp-batch predict --model net2.safetensors test.csv \\
+            --lookup IdLookupTable.csv -o submission.csv
           fkp-batch predict --model net1.safetensors samples/faces/*.png
         """)
 

@@ -18,7 +18,8 @@ struct Train: ParsableCommand {
 
         Examples:
           fkp-batch train --model net1 --data training.csv --out net1.safetensors
-          fkp-batch train --model net2 --augment flip --epochs 300 --lr 0.03:0.0001 --momentum 0.9:0.999
+          fkp-batch train --model net2 --augment flip --epochs 300 \\
+            --lr 0.03:0.0001 --momentum 0.9:0.999
           fkp-batch train --resume net5.safetensors
         """)
 

@@ -22,6 +22,22 @@ final class RecipeTests: XCTestCase {
         XCTAssertNil(Schedule(parsing: "1:2:3"))
     }
 
+    /// The setup a checkpoint stores comes back as it was written (flip pairs, schedules, patience).
+    func testTrainingSetupRoundTripsThroughJSON() throws {
+        var setup = try TrainingSetup(model: "net5", dropout: true, data: "train.csv")
+        setup.config.earlyStoppingPatience = 7
+        let back = try JSONDecoder().decode(TrainingSetup.self, from: JSONEncoder().encode(setup))
+        XCTAssertEqual(back.model, "net5")
+        XCTAssertTrue(back.dropout)
+        XCTAssertEqual(back.config.learningRate, Schedule(0.03, 0.0001))
+        XCTAssertEqual(back.config.flipPairs?.map { [$0.0, $0.1] }, keypointFlipPairs.map { [$0.0, $0.1] })
+        XCTAssertEqual(back.config.earlyStoppingPatience, 7)
+        XCTAssertEqual(back.architecture(), setup.architecture())
+        XCTAssertTrue(back.architecture().hasDropout)
+        XCTAssertThrowsError(try TrainingSetup(model: "net1", dropout: true, data: "x"), "dropout needs a CNN")
+        XCTAssertThrowsError(try TrainingSetup(model: "net9", data: "x"))
+    }
+
     func testPresetsMatchTheTutorial() {
         XCTAssertEqual(Preset.named("net1")!.config.epochs, 400)
         XCTAssertNil(Preset.named("net2")!.config.flipPairs)
