@@ -30,29 +30,56 @@ let package = Package(
         // JPEG through libjpeg-turbo's TurboJPEG API (errors are return codes, no longjmp in Swift).
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
-        // Pipeline: ingest -> tensors -> engine (backends) -> nets -> training -> export -> CLI.
+        // Modules, each using only those above it in this list (docs/ARCHITECTURE.md draws the graph):
+        // tensors (+ the stderr logger) -> engine (backends, device choice) -> images -> ingestion (Kaggle
+        // CSV) -> nets (layers, presets, safetensors) -> inference (model files, keypoint scaling, crop <->
+        // photo) -> training (one loop for nets and specialists) -> detection -> export (drawing, plots,
+        // records) -> annotation (the photo pipeline) -> CLI (one small file per subcommand).
         .target(name: "FKPTensor", swiftSettings: fast),
         .target(name: "FKPAlign", swiftSettings: fast),
         .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL"], swiftSettings: fast),
-        .target(name: "FKPIngest", dependencies: ["FKPTensor", "CPNG", "CJPEG"], swiftSettings: fast),
-        .target(name: "FKPDetect", dependencies: ["FKPIngest"], swiftSettings: fast),
+        .target(name: "FKPImage", dependencies: ["FKPTensor", "CPNG", "CJPEG"], swiftSettings: fast),
+        .target(name: "FKPIngest", dependencies: ["FKPTensor"], swiftSettings: fast),
         .target(name: "FKPNets", dependencies: ["FKPTensor", "FKPEngine"], swiftSettings: fast),
-        .target(name: "FKPTrain", dependencies: ["FKPNets", "FKPIngest", "FKPAlign", "FKPTensor", "FKPEngine", "FKPDetect"], swiftSettings: fast),
-        .target(name: "FKPExport", dependencies: ["FKPIngest", "FKPTensor", "CPNG"], swiftSettings: fast),
+        .target(name: "FKPInference", dependencies: ["FKPTensor", "FKPEngine", "FKPNets", "FKPAlign"], swiftSettings: fast),
+        .target(name: "FKPTrain", dependencies: ["FKPTensor", "FKPEngine", "FKPImage", "FKPIngest", "FKPNets", "FKPInference", "FKPAlign"],
+                swiftSettings: fast),
+        .target(name: "FKPDetect", dependencies: ["FKPTensor", "FKPImage"], swiftSettings: fast),
+        .target(name: "FKPExport", dependencies: ["FKPTensor", "FKPImage"], swiftSettings: fast),
+        .target(name: "FKPAnnotate",
+                dependencies: ["FKPTensor", "FKPEngine", "FKPImage", "FKPIngest", "FKPInference", "FKPDetect", "FKPExport", "FKPAlign"],
+                swiftSettings: fast),
         .executableTarget(
             name: "fkp-batch",
             dependencies: [
-                "FKPTrain", "FKPExport", "FKPDetect", "COpenCL",
+                "FKPTensor", "FKPEngine", "FKPImage", "FKPIngest", "FKPNets", "FKPInference", "FKPTrain",
+                "FKPDetect", "FKPExport", "FKPAnnotate", "FKPAlign",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: fast),
 
-        .testTarget(name: "FKPEngineTests", dependencies: ["FKPEngine"], swiftSettings: fast),
-        .testTarget(name: "FKPOpenCLTests", dependencies: ["FKPEngine", "FKPNets"], swiftSettings: fast),
-        .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest"], resources: [.copy("Fixtures")], swiftSettings: fast),
-        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPIngest"], exclude: ["Fixtures"], swiftSettings: fast),
-        .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets"], swiftSettings: fast),
-        .testTarget(name: "FKPTrainTests", dependencies: ["FKPTrain", "FKPExport", "FKPAlign", "FKPIngest", "FKPTensor"], swiftSettings: fast),
-        .testTarget(name: "CLITests", dependencies: ["fkp-batch"], swiftSettings: fast),
+        // Shared by the tests: the repository root, seeded data, a NaN-aware error metric and the naive
+        // reference backend every backend is checked against.
+        .target(name: "FKPTestSupport", dependencies: ["FKPTensor", "FKPEngine"], path: "Tests/FKPTestSupport",
+                swiftSettings: fast),
+        .testTarget(name: "FKPEngineTests", dependencies: ["FKPEngine", "FKPTensor", "FKPTestSupport"], swiftSettings: fast),
+        .testTarget(name: "FKPOpenCLTests", dependencies: ["FKPEngine", "FKPNets", "FKPTensor", "FKPTestSupport"],
+                    swiftSettings: fast),
+        .testTarget(name: "FKPImageTests", dependencies: ["FKPImage"], resources: [.copy("Fixtures")],
+                    swiftSettings: fast),
+        .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest", "FKPTensor", "FKPTestSupport"], swiftSettings: fast),
+        .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPImage", "FKPTestSupport"],
+                    exclude: ["Fixtures"], swiftSettings: fast),
+        .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets", "FKPEngine", "FKPTensor"], swiftSettings: fast),
+        .testTarget(name: "FKPTrainTests",
+                    dependencies: ["FKPTrain", "FKPInference", "FKPIngest", "FKPNets", "FKPEngine", "FKPTensor",
+                                   "FKPTestSupport", "FKPAlign", "FKPImage"],
+                    swiftSettings: fast),
+        .testTarget(name: "FKPAnnotateTests",
+                    dependencies: ["FKPAnnotate", "FKPInference", "FKPEngine", "FKPExport",
+                                   "FKPTensor", "FKPTestSupport"],
+                    swiftSettings: fast),
+        // Depends on the executable so that it is built before the tests run it.
+        .testTarget(name: "CLITests", dependencies: ["fkp-batch", "FKPTestSupport"], swiftSettings: fast),
     ]
 )

@@ -42,8 +42,3 @@ public enum CanonicalFace {
     }
 }
 
-/// The nets' target units: y = (v - 48) / 48 for v in pixels of the 96x96 crop (the tutorial's scaling).
-public enum KeypointScale {
-    @inline(__always) public static func scaled(_ v: Float) -> Float { (v - 48) / 48 }
-    @inline(__always) public static func pixels(_ y: Float) -> Float { y * 48 + 48 }
-}

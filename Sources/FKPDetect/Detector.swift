@@ -1,5 +1,5 @@
 import Dispatch
-import FKPIngest
+import FKPImage
 import Foundation
 
 /// A detected face in image pixels.

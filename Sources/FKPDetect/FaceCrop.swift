@@ -1,4 +1,4 @@
-import FKPIngest
+import FKPImage
 import FKPTensor
 
 /// How a detector's box maps to the square crop the nets were trained on. Training faces are framed
@@ -30,16 +30,16 @@ public struct CropMapping: Sendable, Equatable, CustomStringConvertible {
         public var spread: (dx: Double, dy: Double, size: Double)
     }
 
-    /// Runs the detector on each 96x96 training face (padded with its mean grey so a face filling the
-    /// frame still fits the sliding window) and takes the mean of where the frame sits relative to the
-    /// single box found. Faces with no box or several are left out.
-    public static func calibrate(_ faces: FaceSet, cascade: HaarCascade, parameters: DetectionParameters = .init(),
+    /// Runs the detector on each 96x96 training face (`faces`: [n, 9216], values in 0...1), padded with
+    /// its mean grey so a face filling the frame still fits the sliding window, and takes the mean of
+    /// where the frame sits relative to the single box found. Faces with no box or several are left out.
+    public static func calibrate(_ faces: Tensor, cascade: HaarCascade, parameters: DetectionParameters = .init(),
                                  limit: Int = 1000) -> Calibration {
         let pad = 48, side = Keypoints.side, big = side + 2 * pad
         var rx: [Double] = [], ry: [Double] = [], rs: [Double] = []
-        let n = min(limit, faces.count)
+        let n = min(limit, faces.shape[0])
         for r in 0..<n {
-            let px = UnsafeBufferPointer(start: faces.images.data + r * Keypoints.imageSize, count: Keypoints.imageSize)
+            let px = UnsafeBufferPointer(start: faces.data + r * Keypoints.imageSize, count: Keypoints.imageSize)
             let mean = px.reduce(0, +) / Float(px.count)
             var padded = [Float](repeating: mean * 255, count: big * big)
             for y in 0..<side { for x in 0..<side { padded[(y + pad) * big + x + pad] = px[y * side + x] * 255 } }

@@ -1,4 +1,4 @@
-import FKPIngest
+import FKPImage
 
 /// An RGB raster with the few drawing operations the plots and annotated photos need.
 public struct Canvas {

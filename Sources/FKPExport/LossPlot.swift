@@ -1,4 +1,4 @@
-import FKPIngest
+import FKPImage
 import Foundation
 
 /// One training run's losses, as read from a history CSV (epoch,train_loss,valid_loss,...).

@@ -45,27 +45,6 @@ public struct Architecture: Equatable, Sendable {
         return Architecture(name: name, layers: layers)
     }
 
-    /// The architectures of the tutorial's nets by name: net3..net5 are net2's layers (they differ in
-    /// training), net6 adds dropout, net7 widens the dense layers to 1000.
-    public static let names = ["net1", "net2", "net3", "net4", "net5", "net6", "net7"]
-
     public var isConvolutional: Bool { layers.contains { if case .conv = $0 { return true } else { return false } } }
     public var hasDropout: Bool { layers.contains { if case .dropout = $0 { return true } else { return false } } }
-
-    /// A named architecture with another number of outputs (the specialists).
-    public static func named(_ name: String, outputs: Int) -> Architecture? {
-        guard var a = named(name) else { return nil }
-        a.layers[a.layers.count - 1] = .output(units: outputs)
-        return a
-    }
-
-    public static func named(_ name: String) -> Architecture? {
-        switch name {
-        case "net1": return .net1()
-        case "net2", "net3", "net4", "net5": return .net2(name: name)
-        case "net6": return .net2(dropout: true, name: name)
-        case "net7": return .net2(hidden: 1000, dropout: true, dropoutAfterHidden5: true, name: name)
-        default: return nil
-        }
-    }
 }

@@ -13,7 +13,7 @@ public enum Keypoints {
     ]
 
     public static let count = 30
-    /// Image side and the scaling of targets: y = (v - 48) / 48.
+    /// Image side (keypoints are scaled for the nets by KeypointScale, in FKPInference).
     public static let side = 96
     public static let imageSize = 96 * 96
 }

@@ -1,7 +1,8 @@
+import FKPInference
 import FKPIngest
 import FKPTensor
 
-/// Training data in the nets' units: X = pixel / 255 (already so in FaceSet), y = (v - 48) / 48.
+/// Training data in the nets' units: X = pixel / 255 (already so in FaceSet), y = KeypointScale.scaled(v).
 public struct TrainingData: @unchecked Sendable {
     public let images: Tensor   // [n, 9216]
     public let targets: Tensor  // [n, outputs], scaled
@@ -22,7 +23,7 @@ public struct TrainingData: @unchecked Sendable {
             (images.data + i * Keypoints.imageSize).update(from: faces.images.data + r * Keypoints.imageSize,
                                                             count: Keypoints.imageSize)
             for (j, c) in columns.enumerated() {
-                targets[i * columns.count + j] = (kp[r * Keypoints.count + c] - 48) / 48
+                targets[i * columns.count + j] = KeypointScale.scaled(kp[r * Keypoints.count + c])
             }
         }
     }

@@ -1,5 +1,7 @@
 import Dispatch
 import FKPAlign
+import FKPImage
+import FKPInference
 import FKPIngest
 import FKPTensor
 import Foundation

@@ -1,5 +1,6 @@
 import Dispatch
 import FKPEngine
+import FKPInference
 import FKPNets
 import FKPTensor
 import Foundation
@@ -14,7 +15,7 @@ public struct EpochRecord: Sendable, Equatable, Codable {
     public var momentum: Float
     public var ratio: Double { validLoss > 0 ? trainLoss / validLoss : .nan }
     /// Validation RMSE in pixels of the 96x96 frame.
-    public var validRMSE: Double { validLoss.squareRoot() * 48 }
+    public var validRMSE: Double { KeypointScale.rmsePixels(meanSquaredError: validLoss) }
 
     public static let csvHeader = "epoch,train_loss,valid_loss,train_valid_ratio,seconds,lr,momentum"
     public var csvLine: String {
@@ -235,40 +236,11 @@ public final class Trainer {
     }
 }
 
-/// Mirrors a 96x96 image left-right in place: column i goes to 95 - i.
-@inline(__always)
-func mirrorImageInPlace(_ img: UnsafeMutablePointer<Float>) {
-    let side = Keypoints.side
-    for y in 0..<side {
-        let r = img + y * side
-        for x in 0..<(side / 2) { (r[x], r[side - 1 - x]) = (r[side - 1 - x], r[x]) }
-    }
-}
-
-/// Mirrors a 96x96 image left-right: column i goes to 95 - i.
-@inline(__always)
-func mirrorImage(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
-    let side = Keypoints.side
-    for y in 0..<side {
-        let s = src + y * side, d = dst + y * side
-        for x in 0..<side { d[x] = s[side - 1 - x] }
-    }
-}
-
-/// Mirrored targets: x -> -x in scaled space (v -> 96 - v in pixels), then left and right columns swapped.
-/// Columns alternate x, y. (96 - v, not 95 - v: measured on this data, a net trained on unmirrored faces
-/// predicts mirrored ones with 3.08 px RMSE under 96 - v and 3.34 px under 95 - v.)
-@inline(__always)
-func mirrorTargets(_ y: UnsafeMutablePointer<Float>, pairs: [(Int, Int)], count: Int) {
-    for c in stride(from: 0, to: count, by: 2) { y[c] = -y[c] }
-    for (a, b) in pairs { (y[a], y[b]) = (y[b], y[a]) }
-}
-
 /// Public for tests and the plot of a flipped face: mirrors one face and its 30 pixel keypoints.
 public func mirrorFace(image: [Float], keypoints: [Float], pairs: [(Int, Int)] = keypointFlipPairs) -> ([Float], [Float]) {
     var img = [Float](repeating: 0, count: image.count)
     image.withUnsafeBufferPointer { s in img.withUnsafeMutableBufferPointer { d in mirrorImage(s.baseAddress!, into: d.baseAddress!) } }
-    var scaled = keypoints.map { ($0 - 48) / 48 }
+    var scaled = keypoints.map(KeypointScale.scaled)
     scaled.withUnsafeMutableBufferPointer { mirrorTargets($0.baseAddress!, pairs: pairs, count: keypoints.count) }
-    return (img, scaled.map { $0 * 48 + 48 })
+    return (img, scaled.map(KeypointScale.pixels))
 }

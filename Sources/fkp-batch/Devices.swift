@@ -1,30 +1,25 @@
 import ArgumentParser
-import COpenCL
 import FKPEngine
+import FKPExport
+import FKPTensor
 import Foundation
 
 struct Devices: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the devices fkp-batch can run on.",
         discussion: """
-        Every OpenCL platform and device (through the system's ICD loader), with its type, compute units,
-        memory, OpenCL version and whether fkp-batch can use it, plus the native CPU engine. Use the
-        index with --device opencl:N. Output on stdout: a table, or JSON lines with --format json.
+        Every OpenCL platform and device (through the system's ICD loader), with its type, compute units, memory, OpenCL version and whether fkp-batch can use it, plus the native CPU engine. Use the index with --device opencl:N. Output on stdout: a table, or JSON lines with --format json.
         """)
 
-    @Option(help: "Output: table or json.") var format: String = "table"
-
-    func validate() throws {
-        guard ["table", "json"].contains(format) else { throw ValidationError("--format must be table or json") }
-    }
+    @Option(help: "Output.") var format: ReportFormat = .table
 
     func run() throws {
         let devices = OpenCLRuntime.devices()
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        if format == "json" {
-            print(jsonLine(["device": "cpu", "name": "native CPU engine", "type": "CPU", "compute_units": cores, "usable": true]))
+        if format == .json {
+            print(KeypointWriter.jsonLine(["device": "cpu", "name": "native CPU engine", "type": "CPU", "compute_units": cores, "usable": true]))
             for d in devices {
-                print(jsonLine(["device": "opencl:\(d.index)", "platform": d.platform, "name": d.name, "type": d.type,
+                print(KeypointWriter.jsonLine(["device": "opencl:\(d.index)", "platform": d.platform, "name": d.name, "type": d.type,
                                 "compute_units": d.computeUnits, "global_memory_bytes": d.globalMemory,
                                 "opencl_version": d.version, "driver": d.driver, "usable": d.usable, "note": d.note]))
             }
@@ -38,8 +33,7 @@ struct Devices: ParsableCommand {
             }
         printTable(rows)
         if devices.isEmpty {
-            Log.info(fkp_opencl_loader_available() == 0 ? "no OpenCL: \(String(cString: fkp_opencl_loader_error())) (package ocl-icd-libopencl1)"
-                                                     : "no OpenCL platform found (is an ICD such as pocl-opencl-icd installed?)")
+            Log.info(DeviceChoice.noPlatformHint)
         }
     }
 }

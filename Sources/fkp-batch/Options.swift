@@ -1,23 +1,35 @@
 import ArgumentParser
-import COpenCL
+import FKPAnnotate
 import FKPEngine
-import FKPNets
+import FKPExport
+import FKPInference
+import FKPTensor
 import Foundation
 
-/// Where the nets run: `auto`, `cpu`, `opencl` (the first GPU, else the first device) or `opencl:N`.
-enum DeviceChoice: Equatable {
-    case auto, cpu, opencl(Int?)
+// Options as types: the parser rejects a bad value with a usage error (exit 2) before any work.
+extension DeviceChoice: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public var defaultValueDescription: String { description }
+}
 
-    init?(_ text: String) {
-        switch text {
-        case "auto": self = .auto
-        case "cpu": self = .cpu
-        case "opencl": self = .opencl(nil)
-        default:
-            guard text.hasPrefix("opencl:"), let n = Int(text.dropFirst(7)), n >= 0 else { return nil }
-            self = .opencl(n)
-        }
-    }
+extension RecordFormat: ExpressibleByArgument {}
+
+extension Shard: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+}
+
+/// Output of the report commands (evaluate, devices, bench).
+enum ReportFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+/// Training augmentation.
+enum Augment: String, ExpressibleByArgument, CaseIterable {
+    case flip, none
+}
+
+enum Warp: String, ExpressibleByArgument, CaseIterable {
+    case mixed, narrow
 }
 
 /// Options shared by every command that runs a net.
@@ -25,44 +37,33 @@ struct EngineOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Where to run: auto, cpu, opencl or opencl:N (see fkp-batch devices; env FKP_DEVICE). auto takes an OpenCL GPU if there is one, else the native CPU engine.",
         valueName: "device"))
-    var device: String = ProcessInfo.processInfo.environment["FKP_DEVICE"] ?? "auto"
+    var device: DeviceChoice = DeviceChoice(ProcessInfo.processInfo.environment["FKP_DEVICE"] ?? "auto") ?? .auto
 
     @Option(help: "CPU threads (default: every core; env FKP_THREADS). Same seed and threads give the same losses.")
     var threads: Int?
 
     func validate() throws {
-        guard DeviceChoice(device) != nil else {
-            throw ValidationError("--device must be auto, cpu, opencl or opencl:N, not '\(device)'")
+        if let env = ProcessInfo.processInfo.environment["FKP_DEVICE"], DeviceChoice(env) == nil {
+            throw ValidationError("FKP_DEVICE must be auto, cpu, opencl or opencl:N, not '\(env)'")
         }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    /// The backend: an explicit OpenCL device that fails is an error (exit 2); auto falls back to the
-    /// CPU engine with a one-line warning.
+    /// The backend; an explicit device that fails is a set-up error, auto falls back to the CPU engine.
     func makeBackend() throws -> Backend {
-        switch DeviceChoice(device)! {
-        case .cpu:
-            return CPUBackend(threads: threads)
-        case .opencl(let index):
-            do { return try OpenCLBackend(deviceIndex: index) } catch {
-                let loader = fkp_opencl_loader_available() == 0 ? " (\(String(cString: fkp_opencl_loader_error())))" : ""
-                throw fail("--device \(device): \(error)\(loader)")
-            }
-        case .auto:
-            // A GPU is worth it; on a CPU-only machine the native engine beats PoCL on the same cores
-            // (net2: 4.3 vs 7.9 s per epoch, see the README) and starts without compiling kernels.
-            guard let gpu = OpenCLRuntime.devices().first(where: { $0.type == "GPU" && $0.usable }) else {
-                return CPUBackend(threads: threads)
-            }
-            do { return try OpenCLBackend(deviceIndex: gpu.index) } catch {
-                Log.warn("OpenCL GPU \(gpu.name) unusable (\(firstLine(error))); using the CPU engine")
-                return CPUBackend(threads: threads)
-            }
-        }
+        do { return try device.makeBackend(threads: threads) } catch { throw FKPError.setup("\(error)") }
     }
 }
 
-func firstLine(_ error: Error) -> String { "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)" }
+/// --model for the commands that run one: the bundled model when not given.
+struct ModelOption: ParsableArguments {
+    @Option(help: "Trained model (safetensors written by fkp-batch train; default: samples/model.safetensors beside the build, or env FKP_MODEL).")
+    var model: String?
 
-/// The device actually used, for reports.
-func deviceName(_ backend: Backend) -> String { backend is OpenCLBackend ? "opencl" : "cpu" }
+    func load(_ engine: EngineOptions) throws -> KeypointModel {
+        try ModelFile.loadModel(path: model, backend: try engine.makeBackend())
+    }
+
+    /// The model file actually used, for reports and the output guard.
+    var path: String { model ?? ModelFile.defaultPath }
+}

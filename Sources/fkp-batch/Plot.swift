@@ -1,15 +1,13 @@
 import ArgumentParser
 import FKPExport
-import FKPIngest
+import FKPTensor
 import Foundation
 
 struct Plot: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Plot train (dashed) and valid (solid) loss per epoch of one or more runs, log scale.",
         discussion: """
-        Reads the history CSVs that `fkp-batch train` writes next to each model and draws them in one
-        picture, one colour per run, named by file: the tutorial's way of showing overfitting (net1 vs
-        net2) and the value of augmentation (net2 vs net3).
+        Reads the history CSVs that `fkp-batch train` writes next to each model and draws them in one picture, one colour per run, named by file: the tutorial's way of showing overfitting (net1 vs net2) and the value of augmentation (net2 vs net3).
 
         Example:
           fkp-batch plot net1.history.csv net2.history.csv -o losses.png
@@ -25,18 +23,9 @@ struct Plot: ParsableCommand {
     }
 
     func run() throws {
-        if histories.contains(where: { URL(fileURLWithPath: $0).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL }) {
-            throw fail("refusing to overwrite the input \(output)")
-        }
-        var runs: [LossHistory] = []
-        for path in histories {
-            do { runs.append(try LossHistory.read(path: path)) } catch { throw fail("\(error)") }
-        }
-        try writeLossPlot(runs, to: output, title: title)
+        try OutputGuard(inputs: histories).check(file: output)
+        let runs = try histories.map { try LossHistory.read(path: $0) }
+        try LossPlot.write(runs, to: output, title: title)
         Log.info("wrote \(output) (\(runs.count) run\(runs.count == 1 ? "" : "s"))")
     }
-}
-
-func writeLossPlot(_ runs: [LossHistory], to path: String, title: String) throws {
-    do { try PNGCodec.writeRGB(LossPlot.render(runs, title: title).image, path: path) } catch { throw fail("\(error)") }
 }

@@ -1,28 +1,25 @@
 import ArgumentParser
-import FKPEngine
 import FKPExport
+import FKPImage
+import FKPInference
 import FKPIngest
-import FKPNets
 import FKPTensor
-import FKPTrain
 import Foundation
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Predict keypoints for faces in a Kaggle CSV or in PNG files of cropped faces.",
         discussion: """
-        Inputs are Kaggle-format CSV files (ImageId,Image or training-style) and/or PNG files of faces that
-        are already cropped (any size: converted to grey with ITU-R BT.601 luma and resized to 96x96).
-        Output: with --lookup, a Kaggle submission (RowId,Location); otherwise one CSV row per image
-        (ImageId or file, then the 30 keypoint columns in pixels of the 96x96 frame). Written to -o
-        atomically, or to stdout. A bad input is reported and skipped; the exit code is then 1.
+        Inputs are Kaggle-format CSV files (ImageId,Image or training-style) and/or PNG files of faces that are already cropped (any size: converted to grey with ITU-R BT.601 luma and resized to 96x96). Output: with --lookup, a Kaggle submission (RowId,Location); otherwise one CSV row per image (ImageId or file, then the 30 keypoint columns in pixels of the 96x96 frame; an empty field where a model has no value). Written to -o atomically, or to stdout. A bad input is reported and skipped; the exit code is then 1. Without --model, the bundled model.
 
         Examples:
-          fkp-batch predict --model net2.safetensors test.csv --lookup IdLookupTable.csv -o submission.csv
+          fkp-batch predict samples/test-sample.csv
+          fkp-batch predict --model net2.safetensors test.csv \\
+            --lookup IdLookupTable.csv -o submission.csv
           fkp-batch predict --model net1.safetensors samples/faces/*.png
         """)
 
-    @Option(help: "Trained model (safetensors written by fkp-batch train).") var model: String
+    @OptionGroup var model: ModelOption
     @Argument(help: "CSV or PNG files.") var inputs: [String]
     @Option(help: "Kaggle IdLookupTable.csv: write a submission (RowId,Location).") var lookup: String?
     @Option(name: [.short, .customLong("output")], help: "Output file (default: stdout).") var output: String?
@@ -34,9 +31,9 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        let backend = try engine.makeBackend()
-        let net: KeypointModel
-        do { net = try ModelFile.loadModel(path: model, backend: backend) } catch { throw fail("\(error)") }
+        let inputFiles = inputs + [model.path] + (lookup.map { [$0] } ?? [])
+        if let output, output != "-" { try OutputGuard(inputs: inputFiles).check(file: output) }
+        let net = try model.load(engine)
         var ids: [String] = []
         var imageIds: [Int?] = []
         var rows: [[Float]] = []
@@ -64,7 +61,7 @@ struct Predict: ParsableCommand {
             var good: [Int] = []
             for (i, path) in pngs.enumerated() {
                 do {
-                    let face = try loadFace(path: path)
+                    let face = try PNGCodec.readGray(path: path).faceInput()
                     (faces.data + good.count * Keypoints.imageSize).update(from: face, count: Keypoints.imageSize)
                     good.append(i)
                 } catch {
@@ -81,23 +78,12 @@ struct Predict: ParsableCommand {
         if let lookup {
             var byId: [Int: [Float]] = [:]
             for (id, row) in zip(imageIds, rows) { if let id { byId[id] = row } }
-            do { text = try KeypointWriter.submission(lookup: try LookupTable.read(path: lookup), predictions: byId) } catch {
-                throw fail("\(error)")
-            }
+            text = try KeypointWriter.submission(lookup: try LookupTable.read(path: lookup), predictions: byId)
         } else {
             text = KeypointWriter.csv(idHeader: imageIds.contains { $0 == nil } ? "image" : "ImageId", ids: ids, values: rows)
         }
-        try emit(text, to: output, inputs: inputs + [model] + (lookup.map { [$0] } ?? []))
+        try emit(text, to: output, inputs: inputFiles)
         Log.info("predicted \(rows.count) faces\(failed > 0 ? ", \(failed) inputs failed" : "")")
         if failed > 0 { throw ExitCode(1) }
     }
-}
-
-/// A cropped face PNG as 9216 floats in 0...1: grey (BT.601 luma), area-resized to 96x96.
-func loadFace(path: String) throws -> [Float] {
-    var img = try PNGCodec.readGray(path: path)
-    if img.width != Keypoints.side || img.height != Keypoints.side {
-        img = resizeArea(img, width: Keypoints.side, height: Keypoints.side)
-    }
-    return img.pixels.map { $0 / 255 }
 }

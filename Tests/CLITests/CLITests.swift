@@ -1,7 +1,7 @@
+import FKPTestSupport
 import Foundation
 import XCTest
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// Runs the built fkp-batch binary as a user or a script would.
 struct Run {
@@ -82,6 +82,31 @@ final class CLITests: XCTestCase {
             let r = try fkpBatch(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
             XCTAssertTrue(r.stdout.isEmpty, "usage errors go to stderr")
+        }
+    }
+
+    /// Every command that runs a model falls back to the bundled one, as annotate does.
+    func testPredictAndEvaluateWithoutModelUseTheBundledOne() throws {
+        let pred = try fkpBatch(["predict", "samples/test-sample.csv"])
+        XCTAssertEqual(pred.status, 0, pred.stderr)
+        XCTAssertEqual(pred.stdout.split(separator: "\n").count, 11)
+        let eval = try fkpBatch(["evaluate", "samples/training-sample.csv", "--format", "json"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertTrue(eval.stdout.contains("\"rmse_px\""), eval.stdout)
+    }
+
+    /// An error is logged once, with its text: no bare "error:" line, exit 2 for set-up errors, and
+    /// -o "" is refused before any work.
+    func testErrorsAreLoggedOnceWithText() throws {
+        for args in [["predict", "--model", "missing.safetensors", "samples/test-sample.csv"],
+                     ["predict", "samples/test-sample.csv", "-o", ""],
+                     ["annotate", "samples/photos", "-o", ""],
+                     ["evaluate", "samples/no-such.csv"]] {
+            let r = try fkpBatch(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            XCTAssertEqual(errors.count, 1, "\(args): \(r.stderr)")
+            XCTAssertFalse(errors.contains { $0.trimmingCharacters(in: .whitespaces) == "error:" }, r.stderr)
         }
     }
 

@@ -1,13 +1,13 @@
 @testable import FKPDetect
-import FKPIngest
+import FKPImage
+import FKPTestSupport
 import Foundation
 import XCTest
 
 /// Located through #filePath (the test target has no resources).
 private let fixturesDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
 /// ../shared/data/photos relative to the repository root.
-private let photosDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/photos")
+private let photosDir = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/photos")
 
 final class DetectTests: XCTestCase {
     func defaultCascade() throws -> HaarCascade {
@@ -315,33 +315,28 @@ final class DetectTests: XCTestCase {
     }
 
     /// Faces per photo and time, for the report. Runs only with FKP_DETECT_PHOTOS=1.
+    /// The 24 photos of ../shared/data/photos: 90 faces, a face in every photo but skimage_camera (whose
+    /// turned face the cascade misses), as OpenCV's CascadeClassifier finds with the same cascade. One
+    /// line per photo on stdout for comparing boxes; speed belongs to `bench`, not here.
     func testPhotosReport() throws {
-        guard ProcessInfo.processInfo.environment["FKP_DETECT_PHOTOS"] == "1" else {
-            throw XCTSkip("set FKP_DETECT_PHOTOS=1 to run the per-photo report")
-        }
         guard FileManager.default.fileExists(atPath: photosDir.path) else {
             print("skipping: \(photosDir.path) is absent")
             throw XCTSkip("\(photosDir.path) is absent")
         }
         let c = try defaultCascade()
-        let threads = Int(ProcessInfo.processInfo.environment["FKP_DETECT_THREADS"] ?? "") ?? 2
         let names = try FileManager.default.contentsOfDirectory(atPath: photosDir.path).filter { $0.hasSuffix(".png") }.sorted()
-        var total = 0.0, faces = 0
+        var faces = 0, empty: [String] = []
         for name in names {
             let img = try PNGCodec.readGray(path: photosDir.appendingPathComponent(name).path)
-            var best = Double.infinity
-            var found: [FaceBox] = []
-            for _ in 0..<3 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                found = detectFaces(in: img, cascade: c, threads: threads)
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-            }
-            total += best
+            let found = detectFaces(in: img, cascade: c, threads: 2)
             faces += found.count
-            print(String(format: "{\"photo\": \"%@\", \"size\": \"%dx%d\", \"faces\": %d, \"seconds\": %.4f, \"boxes\": \"%@\"}",
-                         name, img.width, img.height, found.count, best,
+            if found.isEmpty { empty.append(name) }
+            print(String(format: "{\"photo\": \"%@\", \"size\": \"%dx%d\", \"faces\": %d, \"boxes\": \"%@\"}",
+                         name, img.width, img.height, found.count,
                          found.map { "\($0.x),\($0.y),\($0.width),\($0.height),n=\($0.neighbors)" }.joined(separator: " ")))
         }
-        print(String(format: "TOTAL photos %d faces %d seconds %.3f threads %d", names.count, faces, total, threads))
+        XCTAssertEqual(names.count, 24)
+        XCTAssertEqual(faces, 90)
+        XCTAssertEqual(empty, ["skimage_camera.png"])
     }
 }

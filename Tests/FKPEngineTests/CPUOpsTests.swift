@@ -1,31 +1,19 @@
 import FKPEngine
 import FKPTensor
+import FKPTestSupport
 import XCTest
 
-/// Each CPU op against a plain reference (naive loops written here) and against finite differences.
+/// Each CPU op against finite differences, and the kernels below the Backend interface (gemmParallel,
+/// the direct convolution) against the naive reference of FKPTestSupport.
 final class CPUOpsTests: XCTestCase {
     let cpu = CPUBackend(threads: 2)
-
-    func naiveGemm(_ m: Int, _ n: Int, _ k: Int, _ a: [Float], ta: Bool, _ b: [Float], tb: Bool) -> [Float] {
-        var c = [Float](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n {
-            var s: Double = 0
-            for p in 0..<k {
-                let av = ta ? a[p * m + i] : a[i * k + p]
-                let bv = tb ? b[j * k + p] : b[p * n + j]
-                s += Double(av) * Double(bv)
-            }
-            c[i * n + j] = Float(s)
-        } }
-        return c
-    }
 
     func testGemmMatchesNaiveOnOddShapesAndTransposes() {
         var rng = Xoshiro(seed: 1)
         for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40)] {
             for ta in [false, true] { for tb in [false, true] {
                 let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
-                let want = naiveGemm(m, n, k, a, ta: ta, b, tb: tb)
+                let want = Reference.gemm(m, n, k, a, ta: ta, b, tb: tb)
                 var got = [Float](repeating: 0, count: m * n)
                 let pool = WorkerPool(threads: 2)
                 a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
@@ -50,24 +38,8 @@ final class CPUOpsTests: XCTestCase {
             gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: k), b: MatrixRef(bp.baseAddress!, ld: n),
                          c: cp.baseAddress!, ldc: n, accumulate: true, pool: pool)
         } } }
-        let prod = naiveGemm(m, n, k, a, ta: false, b, tb: false)
+        let prod = Reference.gemm(m, n, k, a, ta: false, b, tb: false)
         XCTAssertLessThan(Check.normalisedError(c, zip(base, prod).map { $0 + $1 }), 1e-5)
-    }
-
-    /// Direct convolution, NHWC, weights [k][k][Cin][Cout].
-    func naiveConv(_ x: [Float], _ w: [Float], _ b: [Float], _ s: ConvShape, relu: Bool) -> [Float] {
-        var y = [Float](repeating: 0, count: s.outputCount)
-        for n in 0..<s.batch { for oy in 0..<s.outHeight { for ox in 0..<s.outWidth { for co in 0..<s.outChannels {
-            var acc = Double(b[co])
-            for ky in 0..<s.kernel { for kx in 0..<s.kernel { for ci in 0..<s.inChannels {
-                let xv = x[((n * s.height + oy + ky) * s.width + ox + kx) * s.inChannels + ci]
-                let wv = w[((ky * s.kernel + kx) * s.inChannels + ci) * s.outChannels + co]
-                acc += Double(xv) * Double(wv)
-            } } }
-            let v = Float(acc)
-            y[((n * s.outHeight + oy) * s.outWidth + ox) * s.outChannels + co] = relu ? max(v, 0) : v
-        } } } }
-        return y
     }
 
     func testConvForwardMatchesDirectConvolution() {
@@ -82,7 +54,7 @@ final class CPUOpsTests: XCTestCase {
             for relu in [false, true] {
                 let y = cpu.makeBuffer(count: s.outputCount)
                 cpu.convForward(x: cpu.buffer(x), w: cpu.buffer(w), b: cpu.buffer(b), y: y, shape: s, relu: relu)
-                XCTAssertLessThan(Check.normalisedError(cpu.download(y), naiveConv(x, w, b, s, relu: relu)), 1e-5, "\(s)")
+                XCTAssertLessThan(Check.normalisedError(cpu.download(y), Reference.conv(x, w, b, s, relu: relu)), 1e-5, "\(s)")
             }
         }
     }
@@ -101,7 +73,7 @@ final class CPUOpsTests: XCTestCase {
         var b = Check.random(s.outChannels, &rng)
         let r = Check.random(s.outputCount, &rng)  // L = sum(r * y): dL/dy = r
         func loss(_ x: [Float], _ w: [Float], _ b: [Float]) -> Double {
-            zip(naiveConv(x, w, b, s, relu: false), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+            zip(Reference.conv(x, w, b, s, relu: false), r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
         }
         let dx = cpu.makeBuffer(count: s.inputCount), dw = cpu.makeBuffer(count: s.weightCount)
         let db = cpu.makeBuffer(count: s.outChannels)
@@ -119,7 +91,7 @@ final class CPUOpsTests: XCTestCase {
         var b = Check.random(outputs, &rng)
         let r = Check.random(batch * outputs, &rng)
         func forward(_ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
-            var y = naiveGemm(batch, outputs, inputs, x, ta: false, w, tb: false)
+            var y = Reference.gemm(batch, outputs, inputs, x, ta: false, w, tb: false)
             for i in 0..<batch { for j in 0..<outputs { y[i * outputs + j] += b[j] } }
             return y
         }

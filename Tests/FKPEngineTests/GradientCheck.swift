@@ -1,20 +1,16 @@
 import FKPEngine
 import FKPTensor
+import FKPTestSupport
 import XCTest
 
 /// Helpers shared by the engine tests: random tensors, normalised errors, finite differences.
 enum Check {
     static func random(_ count: Int, _ rng: inout Xoshiro, scale: Float = 1) -> [Float] {
-        (0..<count).map { _ in (rng.nextFloat() * 2 - 1) * scale }
+        Seeded.values(count, &rng, scale: scale)
     }
 
-    /// max |a - b| / max(max |b|, tiny): an error relative to the size of the reference values.
-    static func normalisedError(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count)
-        var num: Float = 0, den: Float = 1e-12
-        for i in a.indices { num = max(num, abs(a[i] - b[i])); den = max(den, abs(b[i])) }
-        return num / den
-    }
+    /// The NaN-aware metric of FKPTestSupport (an all-NaN result fails it).
+    static func normalisedError(_ a: [Float], _ b: [Float]) -> Float { Metric.normalisedError(a, b) }
 
     /// Central differences of f (a scalar of the inputs) with respect to `values`, in Double.
     static func numericGradient(_ values: inout [Float], eps: Float = 1e-2, _ f: ([Float]) -> Double) -> [Float] {

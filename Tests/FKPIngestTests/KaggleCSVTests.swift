@@ -1,9 +1,9 @@
 import FKPIngest
 import FKPTensor
+import FKPTestSupport
 import Foundation
 import XCTest
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 final class KaggleCSVTests: XCTestCase {
     let header = (Keypoints.columns + ["Image"]).joined(separator: ",")

@@ -1,5 +1,6 @@
 import FKPEngine
 import FKPTensor
+import FKPTestSupport
 import Foundation
 import XCTest
 
@@ -51,25 +52,11 @@ enum CL {
     }
 
     static func random(_ count: Int, _ rng: inout Xoshiro, scale: Float = 1) -> [Float] {
-        (0..<count).map { _ in (rng.nextFloat() * 2 - 1) * scale }
+        Seeded.values(count, &rng, scale: scale)
     }
 
-    /// max |a - b| / max |b|.
-    static func error(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count, "sizes \(a.count) and \(b.count)")
-        var num: Float = 0, den: Float = 1e-12
-        for i in a.indices {
-            let d = abs(a[i] - b[i])
-            num = max(num, d.isNaN ? .infinity : d)
-            den = max(den, abs(b[i]))
-        }
-        return num / den
-    }
-
-    /// The repository root, found from this file's path (Tests/FKPOpenCLTests/Support.swift).
-    static var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
+    /// max |a - b| / max |b|, NaN-aware (FKPTestSupport's metric).
+    static func error(_ a: [Float], _ b: [Float]) -> Float { Metric.normalisedError(a, b) }
 }
 
 extension Backend {

@@ -1,9 +1,12 @@
 import FKPAlign
+import FKPImage
+import FKPInference
 import FKPIngest
 import FKPTensor
-@testable import FKPTrain
 import Foundation
 import XCTest
+
+@testable import FKPTrain
 
 final class FrameSamplesTests: XCTestCase {
     /// A photo of bright 5x5 dots at the 15 keypoints (the mean shape moved by `t`) on a dark ground.

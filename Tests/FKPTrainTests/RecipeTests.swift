@@ -1,8 +1,10 @@
 import FKPEngine
+import FKPInference
 import FKPIngest
 import FKPNets
 import FKPTensor
 import FKPTrain
+import FKPTestSupport
 import Foundation
 import XCTest
 
@@ -20,17 +22,33 @@ final class RecipeTests: XCTestCase {
         XCTAssertNil(Schedule(parsing: "1:2:3"))
     }
 
+    /// The setup a checkpoint stores comes back as it was written (flip pairs, schedules, patience).
+    func testTrainingSetupRoundTripsThroughJSON() throws {
+        var setup = try TrainingSetup(model: "net5", dropout: true, data: "train.csv")
+        setup.config.earlyStoppingPatience = 7
+        let back = try JSONDecoder().decode(TrainingSetup.self, from: JSONEncoder().encode(setup))
+        XCTAssertEqual(back.model, "net5")
+        XCTAssertTrue(back.dropout)
+        XCTAssertEqual(back.config.learningRate, Schedule(0.03, 0.0001))
+        XCTAssertEqual(back.config.flipPairs?.map { [$0.0, $0.1] }, keypointFlipPairs.map { [$0.0, $0.1] })
+        XCTAssertEqual(back.config.earlyStoppingPatience, 7)
+        XCTAssertEqual(back.architecture(), setup.architecture())
+        XCTAssertTrue(back.architecture().hasDropout)
+        XCTAssertThrowsError(try TrainingSetup(model: "net1", dropout: true, data: "x"), "dropout needs a CNN")
+        XCTAssertThrowsError(try TrainingSetup(model: "net9", data: "x"))
+    }
+
     func testPresetsMatchTheTutorial() {
-        XCTAssertEqual(Recipe.preset("net1")!.config.epochs, 400)
-        XCTAssertNil(Recipe.preset("net2")!.config.flipPairs)
-        XCTAssertNotNil(Recipe.preset("net3")!.config.flipPairs)
-        XCTAssertEqual(Recipe.preset("net4")!.config.learningRate, Schedule(0.03, 0.0001))
-        XCTAssertEqual(Recipe.preset("net4")!.config.momentum, Schedule(0.9, 0.999))
-        XCTAssertEqual(Recipe.preset("net6")!.config.earlyStoppingPatience, 200)
+        XCTAssertEqual(Preset.named("net1")!.config.epochs, 400)
+        XCTAssertNil(Preset.named("net2")!.config.flipPairs)
+        XCTAssertNotNil(Preset.named("net3")!.config.flipPairs)
+        XCTAssertEqual(Preset.named("net4")!.config.learningRate, Schedule(0.03, 0.0001))
+        XCTAssertEqual(Preset.named("net4")!.config.momentum, Schedule(0.9, 0.999))
+        XCTAssertEqual(Preset.named("net6")!.config.earlyStoppingPatience, 200)
         let cpu = CPUBackend(threads: 1)
-        XCTAssertEqual(Net(Recipe.preset("net6")!.architecture, backend: cpu, maxBatch: 1).parameterCount, 8_051_502)
-        XCTAssertEqual(Net(Recipe.preset("net7")!.architecture, backend: cpu, maxBatch: 1).parameterCount, 16_561_502)
-        let rates = Recipe.preset("net7")!.architecture.layers.compactMap { l -> Float? in
+        XCTAssertEqual(Net(Preset.named("net6")!.architecture, backend: cpu, maxBatch: 1).parameterCount, 8_051_502)
+        XCTAssertEqual(Net(Preset.named("net7")!.architecture, backend: cpu, maxBatch: 1).parameterCount, 16_561_502)
+        let rates = Preset.named("net7")!.architecture.layers.compactMap { l -> Float? in
             if case let .dropout(_, r) = l { return r } else { return nil }
         }
         XCTAssertEqual(rates, [0.1, 0.2, 0.3, 0.5, 0.5])

@@ -1,8 +1,10 @@
 import FKPEngine
+import FKPInference
 import FKPIngest
 import FKPNets
 import FKPTensor
 import FKPTrain
+import FKPTestSupport
 import Foundation
 import XCTest
 

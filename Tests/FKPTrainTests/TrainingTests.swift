@@ -1,12 +1,13 @@
 import FKPEngine
+import FKPInference
 import FKPIngest
 import FKPNets
 import FKPTensor
 import FKPTrain
+import FKPTestSupport
 import Foundation
 import XCTest
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 final class TrainingTests: XCTestCase {
     static let sample: FaceSet = try! KaggleCSV.read(path: repoRoot.appendingPathComponent("samples/training-sample.csv").path).faces
@@ -22,7 +23,7 @@ final class TrainingTests: XCTestCase {
 
     func testTargetsAreScaled() {
         let d = TrainingData(Self.sample, rows: [0])
-        XCTAssertEqual(d.targets[0], (Self.sample.keypoints![0] - 48) / 48)
+        XCTAssertEqual(d.targets[0], KeypointScale.scaled(Self.sample.keypoints![0]))
         XCTAssertTrue((0..<30).allSatisfy { abs(d.targets[$0]) <= 1 })
     }
 

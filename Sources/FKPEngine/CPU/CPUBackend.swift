@@ -2,10 +2,18 @@ import FKPTensor
 
 extension Tensor: DeviceBuffer {}
 
-/// Growable per-worker float buffers (im2col patches, partial weight gradients).
+/// Growable per-worker float buffers (im2col patches, partial weight gradients). One fixed slot per
+/// worker: worker i touches only slot i. (A Swift array here was modified by one worker while others
+/// read it, which Thread Sanitizer reports as a race: a reader's retain can make the writer copy it.)
 final class WorkerBuffers: @unchecked Sendable {
-    private var buffers: [Tensor]
-    init(workers: Int) { buffers = (0..<workers).map { _ in Tensor(shape: [0]) } }
+    private let buffers: UnsafeMutablePointer<Tensor>
+    private let workers: Int
+    init(workers: Int) {
+        self.workers = workers
+        buffers = .allocate(capacity: workers)
+        for i in 0..<workers { (buffers + i).initialize(to: Tensor(shape: [0])) }
+    }
+    deinit { buffers.deinitialize(count: workers); buffers.deallocate() }
     func get(_ worker: Int, _ count: Int) -> UnsafeMutablePointer<Float> {
         if buffers[worker].count < count { buffers[worker] = Tensor(shape: [count]) }
         return buffers[worker].data

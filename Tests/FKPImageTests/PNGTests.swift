@@ -1,4 +1,4 @@
-import FKPIngest
+import FKPImage
 import Foundation
 import XCTest
 

@@ -25,8 +25,8 @@ public enum ModelFile {
         guard let name = file.metadata["model"] else {
             throw CheckpointError(description: "\(path): no 'model' entry in the metadata; not an fkp-batch model")
         }
-        guard let arch = Architecture.named(name) else {
-            throw CheckpointError(description: "\(path): unknown model '\(name)' (known: \(Architecture.names.joined(separator: ", ")))")
+        guard let arch = Preset.named(name)?.architecture else {
+            throw CheckpointError(description: "\(path): unknown model '\(name)' (known: \(Preset.names.joined(separator: ", ")))")
         }
         let net = Net(arch, backend: backend, maxBatch: maxBatch)
         try net.load(file, path: path)
@@ -47,9 +47,32 @@ public func predictKeypoints(net: Net, images: Tensor) -> [[Float]] {
         net.forward(batch: b, training: false)
         net.backend.read(net.output, offset: 0, into: UnsafeMutableBufferPointer(start: out.data, count: b * outs))
         for i in 0..<b {
-            result.append((0..<outs).map { min(max(out[i * outs + $0] * 48 + 48, 0), 96) })
+            result.append((0..<outs).map { KeypointScale.clampedPixels(out[i * outs + $0]) })
         }
         start += b
     }
     return result
+}
+
+extension ModelFile {
+    /// The model a command runs when given none: env FKP_MODEL, else samples/model.safetensors of the
+    /// checkout the binary was built in, else the working directory's.
+    public static var defaultPath: String {
+        if let env = ProcessInfo.processInfo.environment["FKP_MODEL"] { return env }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = dir.appendingPathComponent("samples/model.safetensors").path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return "samples/model.safetensors"
+    }
+
+    /// `path`, or the default model; a load error names the default and how to give another.
+    public static func loadModel(path: String?, backend: Backend) throws -> KeypointModel {
+        do { return try loadModel(path: path ?? defaultPath, backend: backend) } catch {
+            throw FKPError.setup("\(error)\(path == nil ? " (the default model; give one with --model)" : "")")
+        }
+    }
 }

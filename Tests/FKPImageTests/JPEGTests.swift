@@ -1,4 +1,4 @@
-@testable import FKPIngest
+@testable import FKPImage
 import Foundation
 import XCTest
 

@@ -1,3 +1,4 @@
+import Dispatch
 import FKPAlign
 import FKPEngine
 import FKPNets
@@ -9,7 +10,7 @@ import Foundation
 /// prediction onto the mean shape, cuts the face again through it (rotation included) and predicts
 /// again; the points go back to the photo through the inverse. `nets[0]` runs pass 1, `nets.last` the
 /// passes after it (a robust net for the coarse pass, a precise one for the fine passes).
-public final class AlignedModel {
+public final class AlignedModel: KeypointModel {
     public let nets: [Net]
     /// The detector box -> first crop mapping this model was calibrated with, when it was.
     public var framing: BoxFraming?
@@ -171,4 +172,3 @@ public final class AlignedModel {
     }
 }
 
-extension AlignedModel: KeypointModel {}

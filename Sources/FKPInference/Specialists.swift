@@ -1,5 +1,4 @@
 import FKPEngine
-import FKPIngest
 import FKPNets
 import FKPTensor
 import Foundation
@@ -21,12 +20,6 @@ public struct SpecialistGroup: Sendable, Equatable {
         .init(name: "eye_corners", columns: [4, 5, 8, 9, 6, 7, 10, 11], flipPairs: [[0, 2], [1, 3], [4, 6], [5, 7]]),
         .init(name: "eyebrows", columns: [12, 13, 16, 17, 14, 15, 18, 19], flipPairs: [[0, 2], [1, 3], [4, 6], [5, 7]]),
     ]
-
-    /// Rows of `faces` that have every value of this group.
-    public func rows(in faces: FaceSet) -> [Int] {
-        guard let k = faces.keypoints else { return [] }
-        return (0..<faces.count).filter { r in columns.allSatisfy { !k[r * Keypoints.count + $0].isNaN } }
-    }
 }
 
 /// Something that maps 96x96 faces to 30 keypoint values in pixels: one net, or a bundle of specialists.
@@ -92,7 +85,7 @@ public final class SpecialistBundle: KeypointModel {
         }
         var nets: [Net] = []
         for (k, g) in groups.enumerated() {
-            guard let arch = Architecture.named(base, outputs: g.columns.count) else {
+            guard let arch = Preset.named(base)?.architecture(outputs: g.columns.count) else {
                 throw CheckpointError(description: "\(path): unknown base architecture '\(base)'")
             }
             let net = Net(arch, backend: backend, maxBatch: maxBatch)
@@ -107,15 +100,3 @@ public final class SpecialistBundle: KeypointModel {
     }
 }
 
-/// Copies every layer but the output layer from a trained net (the tutorial's supervised pre-training).
-public func copyPretrained(from file: Safetensors.File, path: String, into net: Net) throws -> Int {
-    var copied = 0
-    for p in net.parameters where !p.name.hasPrefix("output.") {
-        guard let e = file[p.name], e.shape == p.shape else {
-            throw CheckpointError(description: "\(path): \(p.name) is missing or has another shape; pre-train with the same architecture")
-        }
-        e.values.withUnsafeBufferPointer { net.backend.write($0, to: p.value, offset: 0) }
-        copied += 1
-    }
-    return copied
-}

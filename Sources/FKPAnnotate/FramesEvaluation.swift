@@ -1,7 +1,10 @@
 import Dispatch
 import FKPAlign
 import FKPDetect
+import FKPImage
+import FKPInference
 import FKPIngest
+import FKPNets
 import FKPTensor
 import Foundation
 
@@ -166,5 +169,42 @@ public enum FramesEvaluation {
         }
         defer { buffers.forEach { $0.deallocate() } }
         try body(zip(buffers, images).map { GrayPlane(width: $1.width, height: $1.height, pixels: UnsafeBufferPointer($0)) })
+    }
+}
+
+/// A photo model file from trained checkpoints: `first` runs pass 1, `second` (or `first`) the passes
+/// after it; with `frames`, the detector box -> crop framing is measured on its training people.
+public enum PhotoModelExport {
+    public static func write(first: String, second: String?, frames: String?, cascade: String, passes: Int,
+                             output: String, dtype: Safetensors.DType) throws -> (nets: Int, bytes: Int) {
+        var nets: [(file: Safetensors.File, architecture: String)] = []
+        for path in [first] + (second.map { [$0] } ?? []) {
+            let f = try Safetensors.read(path: path)
+            guard let arch = f.metadata["model"], Architecture.named(arch) != nil else {
+                throw FKPError.setup("\(path): not a single net's checkpoint (model '\(f.metadata["model"] ?? "")')")
+            }
+            nets.append((f, arch))
+        }
+        var framing: BoxFraming?
+        if let frames {
+            let all = try LandmarkFiles.read(frames)
+            let set = all.subset(all.trainingRows)
+            let images = try FramesEvaluation.decode(set.images)
+            let boxes = FramesEvaluation.detect(images, references: set.keypoints, cascade: try HaarCascade(contentsOf: cascade),
+                                                parameters: .init())
+            guard let cal = FramesEvaluation.calibrate(references: set.keypoints, boxes: boxes) else {
+                throw FKPError.setup("\(frames): the detector found none of the \(set.count) training faces; cannot calibrate")
+            }
+            framing = cal.framing
+            Log.info("box -> crop framing from \(cal.faces) of \(set.count) training faces: \(cal.framing)")
+        }
+        var meta = nets[0].file.metadata
+        meta.removeValue(forKey: "trainer_state")
+        meta.removeValue(forKey: "training_setup")
+        meta["exported_from"] = ([first] + (second.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0).lastPathComponent }
+            .joined(separator: " + ")
+        try AlignedModel.save(nets: nets, framing: framing, passes: passes, metadata: meta, path: output, dtype: dtype)
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        return (nets.count, bytes)
     }
 }

@@ -1,0 +1,239 @@
+import Dispatch
+import FKPDetect
+import FKPEngine
+import FKPExport
+import FKPImage
+import FKPInference
+import FKPTensor
+import Foundation
+
+/// How annotate finds and crops faces.
+public struct AnnotationSettings: Sendable {
+    /// Folder for the annotated PNGs; nil writes none.
+    public var output: String?
+    public var skipExisting = false
+    /// nil: each image is one face that is already cropped.
+    public var cascadePath: String? = HaarCascade.defaultPath
+    public var detection = DetectionParameters()
+    /// Cores for a lone photo's detector scales (photos of a chunk otherwise run one per core).
+    public var threads = WorkerPool.defaultThreads
+    /// Photos decoded and detected together; all their faces go through the net as one batch.
+    public var chunk = 8
+    public init() {}
+}
+
+/// What a run did, with the time spent in each stage (summed over threads).
+public struct AnnotationSummary: Sendable {
+    public var photos = 0, faces = 0, skipped = 0, failed = 0
+    public var seconds = 0.0
+    public var stageSeconds: [String: Double] = [:]
+    public static let stages = ["decode", "detect", "net", "draw+encode"]
+
+    public var line: String {
+        String(format: "%d photo%@, %d face%@ in %.2f s (%.1f photos/s, %.1f faces/s)%@%@", photos,
+               photos == 1 ? "" : "s", faces, faces == 1 ? "" : "s", seconds,
+               Double(photos) / max(seconds, 1e-9), Double(faces) / max(seconds, 1e-9),
+               skipped > 0 ? ", \(skipped) skipped (existing)" : "", failed > 0 ? ", \(failed) failed" : "")
+    }
+
+    public var stagesLine: String {
+        String(format: "stages (summed over threads): %@; wall %.2f s",
+               Self.stages.map { String(format: "%@ %.2f s", $0, stageSeconds[$0] ?? 0) }.joined(separator: ", "), seconds)
+    }
+}
+
+/// The photo pipeline: paths in -> decode -> detect -> crop -> net -> map back to photo pixels -> records
+/// (in input order) and annotated PNGs out. Photos go through in chunks: decode, detect and crop in
+/// parallel, all faces of the chunk through the net as one batch, then draw and encode in parallel.
+public final class AnnotationPipeline {
+    public let model: KeypointModel
+    public let settings: AnnotationSettings
+    let cascade: HaarCascade?
+
+    /// Loads the model (the bundled one when `modelPath` is nil) and the cascade; set-up errors throw.
+    public init(modelPath: String?, device: DeviceChoice, threads: Int?, settings: AnnotationSettings) throws {
+        self.settings = settings
+        model = try ModelFile.loadModel(path: modelPath, backend: try device.makeBackend(threads: threads))
+        do { cascade = try settings.cascadePath.map { try HaarCascade(contentsOf: $0) } } catch { throw FKPError.setup("\(error)") }
+    }
+
+    /// Annotates `inputs` (files, folders or "-"), or the `shard` of them, writing records to `records`.
+    /// Bad photos are logged and counted in `failed`; nothing here throws once the run has started.
+    public func run(inputs: [String], shard: Shard?, records: FaceRecordWriter) throws -> AnnotationSummary {
+        var (photos, missing) = PhotoInputs.collect(inputs)
+        var summary = AnnotationSummary()
+        for m in missing { Log.error("\(m): no such file or folder"); summary.failed += 1 }
+        if let shard { photos = shard.select(photos) }
+        let guardian = OutputGuard(inputs: photos.map(\.path))
+        if let output = settings.output {
+            try guardian.prepare(folder: output)
+            OutputGuard.removeStaleTemporaries(in: output)
+        }
+        records.header()
+        let progress = ProgressLine(totalEpochs: 1)
+        let started = Date()
+        var start = 0
+        while start < photos.count {
+            let chunk = Array(photos[start..<min(start + settings.chunk, photos.count)])
+            start += chunk.count
+            let jobs = chunk.map { photo -> Job in
+                let out = settings.output.map { URL(fileURLWithPath: $0).appendingPathComponent(photo.output).path }
+                var job = Job(path: photo.path, output: out)
+                if let out {
+                    if let refusal = guardian.refusal(file: out) { job.error = refusal + "; skipped" }
+                    else if settings.skipExisting && FileManager.default.fileExists(atPath: out) { job.skip = true }
+                }
+                return job
+            }
+            let found = detectAndCrop(jobs)
+            let t0 = Date()
+            let points = predict(found)
+            summary.stageSeconds["net", default: 0] += Date().timeIntervalSince(t0)
+            let drawn = draw(jobs, found, points)
+            for i in jobs.indices {
+                let f = found[i]
+                summary.stageSeconds["decode", default: 0] += f?.decodeSeconds ?? 0
+                summary.stageSeconds["detect", default: 0] += f?.detectSeconds ?? 0
+                summary.stageSeconds["draw+encode", default: 0] += drawn[i]?.seconds ?? 0
+                guard let error = jobs[i].error ?? f?.error ?? drawn[i]?.error else {
+                    if jobs[i].skip { summary.skipped += 1; continue }
+                    let faces = f?.faces ?? []
+                    if faces.isEmpty { Log.warn("\(jobs[i].path): no face found") }
+                    records.records(file: jobs[i].path, faces: zip(faces, points[i]).map { b, p in
+                        FaceRecord(x: b.x, y: b.y, width: b.width, height: b.height, score: b.neighbors, points: p)
+                    })
+                    summary.faces += faces.count
+                    continue
+                }
+                Log.error(error)
+                summary.failed += 1
+            }
+            summary.photos += chunk.count
+            progress.items(summary.photos, of: photos.count, noun: "photos", since: started)
+        }
+        progress.clear()
+        records.flush()
+        summary.photos = photos.count
+        summary.seconds = Date().timeIntervalSince(started)
+        return summary
+    }
+
+    /// A photo's input: read-only once the chunk's workers start.
+    struct Job: Sendable {
+        var path: String
+        var output: String?
+        var skip = false
+        var error: String?
+    }
+
+    /// What decode + detect + crop made of one photo.
+    struct Found: Sendable {
+        var rgb: RGBImage?
+        var faces: [FaceBox] = []
+        var frames: [FaceFrame] = []
+        var crops: [[Float]] = []
+        var error: String?
+        var decodeSeconds = 0.0, detectSeconds = 0.0
+    }
+
+    struct Drawn: Sendable {
+        var error: String?
+        var seconds = 0.0
+    }
+
+    /// Decode, detect and crop each photo of the chunk on its own core; each worker writes only its slot.
+    func detectAndCrop(_ jobs: [Job]) -> [Found?] {
+        let slots = Slots<Found>(count: jobs.count)
+        let lone = jobs.count == 1
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            let job = jobs[i]
+            guard job.error == nil, !job.skip else { return }
+            slots[i] = decodeDetectCrop(job.path, detectorThreads: lone ? settings.threads : 1)
+        }
+        return slots.values
+    }
+
+    func decodeDetectCrop(_ path: String, detectorThreads: Int) -> Found {
+        let t0 = Date()
+        let rgb: RGBImage
+        do { rgb = try ImageFile.readRGB(path: path) } catch { return Found(error: "\(error)") }
+        let gray = PNGCodec.gray(rgb)
+        let t1 = Date()
+        var found = Found(rgb: rgb)
+        if let cascade {
+            found.faces = detectFaces(in: gray, cascade: cascade, parameters: settings.detection, threads: detectorThreads)
+            found.faces.sort { ($0.y, $0.x) < ($1.y, $1.x) }
+            for f in found.faces {
+                let c = CropMapping.calibrated.crop(for: f)
+                found.frames.append(FaceFrame(x: c.x, y: c.y, side: c.side))
+                found.crops.append(cropFace(gray, x: c.x, y: c.y, side: c.side))
+            }
+        } else {
+            found.faces = [FaceBox(x: 0, y: 0, width: gray.width, height: gray.height, neighbors: 0)]
+            found.frames = [FaceFrame(x: 0, y: 0, width: Double(gray.width), height: Double(gray.height))]
+            found.crops = [gray.faceInput()]
+        }
+        found.decodeSeconds = t1.timeIntervalSince(t0)
+        found.detectSeconds = Date().timeIntervalSince(t1)
+        return found
+    }
+
+    /// Every face of the chunk through the net at once; keypoints mapped back to photo pixels.
+    func predict(_ found: [Found?]) -> [[[Float]]] {
+        let all = found.flatMap { $0?.crops ?? [] }
+        var predictions: [[Float]] = []
+        if !all.isEmpty {
+            let images = Tensor(shape: [all.count, Keypoints.imageSize])
+            for (i, c) in all.enumerated() {
+                c.withUnsafeBufferPointer { (images.data + i * Keypoints.imageSize).update(from: $0.baseAddress!, count: Keypoints.imageSize) }
+            }
+            predictions = model.predict(images)
+        }
+        var k = 0
+        return found.map { f in
+            let frames = f?.frames ?? []
+            defer { k += frames.count }
+            return frames.enumerated().map { j, frame in frame.toPhoto(predictions[k + j]) }
+        }
+    }
+
+    /// Draw and encode each annotated photo on its own core; each worker writes only its slot.
+    func draw(_ jobs: [Job], _ found: [Found?], _ points: [[[Float]]]) -> [Drawn?] {
+        let slots = Slots<Drawn>(count: jobs.count)
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            guard let out = jobs[i].output, let f = found[i], f.error == nil, let rgb = f.rgb else { return }
+            let t0 = Date()
+            var canvas = Canvas(rgb)
+            for (b, p) in zip(f.faces, points[i]) {
+                FaceDrawing.draw(on: &canvas, box: (b.x, b.y, b.width, b.height), points: p)
+            }
+            var drawn = Drawn()
+            do {
+                try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: out).deletingLastPathComponent().path,
+                                                        withIntermediateDirectories: true)
+                try PNGCodec.writeRGB(canvas.image, path: out)
+            } catch { drawn.error = "\(error)" }
+            drawn.seconds = Date().timeIntervalSince(t0)
+            slots[i] = drawn
+        }
+        return slots.values
+    }
+}
+
+/// One result slot per worker: worker i writes only slot i, and the slots are read only after
+/// concurrentPerform has returned, so no two threads touch the same memory and no lock is needed.
+final class Slots<T>: @unchecked Sendable {
+    private let base: UnsafeMutablePointer<T?>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        base = .allocate(capacity: max(count, 1))
+        base.initialize(repeating: nil, count: count)
+    }
+    deinit { base.deinitialize(count: count); base.deallocate() }
+    subscript(i: Int) -> T? {
+        get { base[i] }
+        set { base[i] = newValue }
+    }
+    var values: [T?] { Array(UnsafeBufferPointer(start: base, count: count)) }
+}
