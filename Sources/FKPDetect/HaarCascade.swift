@@ -76,8 +76,7 @@ public final class HaarCascade: @unchecked Sendable {
     public var featureCount: Int { features.count }
     public var weakClassifierCount: Int { stages.reduce(0) { $0 + $1.weak.count } }
 
-    public init(contentsOf path: String) throws {
-        self.path = path
+    public convenience init(contentsOf path: String) throws {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -85,6 +84,12 @@ public final class HaarCascade: @unchecked Sendable {
             let reason = FileManager.default.fileExists(atPath: path) ? "\(error.localizedDescription)" : "no such file"
             throw CascadeError.unreadable(path: path, reason: reason)
         }
+        try self.init(data: data, path: path)
+    }
+
+    /// The cascade from XML bytes; `path` names it in errors.
+    public init(data: Data, path: String) throws {
+        self.path = path
         let builder = CascadeXMLBuilder()
         let parser = XMLParser(data: data)
         parser.delegate = builder
@@ -127,7 +132,8 @@ public final class HaarCascade: @unchecked Sendable {
             guard (1...3).contains(f.rects.count) else {
                 throw CascadeError.invalid(path: path, reason: "feature \(fi) has \(f.rects.count) rectangles (1 to 3 expected)")
             }
-            for r in f.rects where r.x < 0 || r.y < 0 || r.width <= 0 || r.height <= 0 || r.x + r.width > w || r.y + r.height > h {
+            // Written as subtractions: x + width overflows for widths near Int.max.
+            for r in f.rects where r.x < 0 || r.y < 0 || r.width <= 0 || r.height <= 0 || r.width > w - r.x || r.height > h - r.y {
                 throw CascadeError.invalid(path: path, reason: "feature \(fi) has a rectangle outside the \(w)x\(h) window")
             }
         }
@@ -145,7 +151,8 @@ public final class HaarCascade: @unchecked Sendable {
                         throw CascadeError.invalid(path: path, reason: "\(where_): feature index \(n.featureIndex) out of range")
                     }
                     for c in [n.left, n.right] {
-                        guard c > 0 ? c < wc.nodes.count : -c < wc.leaves.count else {
+                        // -c traps for Int.min: compare without negating.
+                        guard c > 0 ? c < wc.nodes.count : c > -wc.leaves.count else {
                             throw CascadeError.invalid(path: path, reason: "\(where_): bad child index \(c)")
                         }
                     }

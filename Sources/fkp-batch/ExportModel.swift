@@ -1,5 +1,6 @@
 import ArgumentParser
 import FKPNets
+import FKPTrain
 import Foundation
 
 struct ExportModel: ParsableCommand {
@@ -25,6 +26,7 @@ struct ExportModel: ParsableCommand {
         }
         let file: Safetensors.File
         do { file = try Safetensors.read(path: input) } catch { throw fail("\(error)") }
+        do { try ModelFile.validate(file, path: input, dtype: float16 ? .f16 : .f32) } catch { throw fail("\(error)") }
         let weights = file.tensors.filter { !$0.name.hasPrefix("optimizer.") && !$0.name.hasPrefix("best.") }
         var meta = file.metadata
         meta.removeValue(forKey: "trainer_state")

@@ -129,6 +129,7 @@ struct Train: ParsableCommand {
             throw fail("\(dataPath): \(complete.count) complete rows; at least 2 are needed to train and validate")
         }
         Log.info("\(dataPath): \(faces.count) rows, \(complete.count) complete; training on \(split.train.count), validating on \(split.valid.count)")
+        do { config = try config.checked(trainingRows: split.train.count) } catch { throw fail("\(error)") }
         let backend = try engine.makeBackend()
         let net = Net(recipe.architecture, backend: backend, maxBatch: config.batchSize)
         net.initialise(seed: config.seed)
@@ -322,6 +323,7 @@ extension Train {
             guard let arch = Architecture.named(recipe.architecture.name, outputs: group.columns.count) else {
                 throw fail("no architecture \(recipe.architecture.name)")
             }
+            do { config = try config.checked(trainingRows: split.train.count) } catch { throw fail("\(error)") }
             let net = Net(arch, backend: backend, maxBatch: config.batchSize)
             net.initialise(seed: config.seed &+ UInt64(k))
             if let pre {
