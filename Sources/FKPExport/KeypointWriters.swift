@@ -76,6 +76,11 @@ public enum LookupTable {
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ExportError(message: "\(path): cannot read: \(error.localizedDescription)")
         }
+        return try parse(text, path: path)
+    }
+
+    /// The table from its text; `path` names it in errors.
+    public static func parse(_ text: String, path: String) throws -> [(rowId: Int, imageId: Int, feature: String)] {
         // Any line end (LF, CRLF or a lone CR): a CR-only table must not read as one long header line.
         var lines = text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline)
         guard let header = lines.first else { throw ExportError(message: "\(path): empty file") }

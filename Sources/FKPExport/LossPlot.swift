@@ -17,6 +17,11 @@ public struct LossHistory: Sendable {
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ExportError(message: "\(path): cannot read: \(error.localizedDescription)")
         }
+        return try parse(text, path: path)
+    }
+
+    /// A history from its text; `path` names it in errors and gives the run its name.
+    public static func parse(_ text: String, path: String) throws -> LossHistory {
         let lines = text.split(whereSeparator: \.isNewline)
         guard let header = lines.first?.split(separator: ",").map(String.init),
               let e = header.firstIndex(of: "epoch"), let t = header.firstIndex(of: "train_loss"),

@@ -120,8 +120,8 @@ public enum KaggleCSV {
         var short: [CSVError] = []
         for (i, span) in spans.enumerated().dropFirst() where span.1 > span.0 {
             if span.1 - span.0 < minimumRowBytes {
-                short.append(CSVError(file: name, line: i + 1, column: nil, message:
-                    "\(span.1 - span.0) bytes, too short for a row with a 96x96 image (at least \(minimumRowBytes))"))
+                let e = shortRowError(bytes, span, header: header, imageColumn: imageColumn)
+                short.append(CSVError(file: name, line: i + 1, column: e.column, message: e.message))
                 if !skipBadRows { throw short[0] }
             } else {
                 rows.append((i, span))
@@ -165,10 +165,32 @@ public enum KaggleCSV {
         let message: String
         /// 0-based field the error is in, when the column name is not known yet (field splitting).
         var field: Int? = nil
+
+        /// The error with its field's column name from the header.
+        func naming(_ header: [String]) -> RowError {
+            var e = self
+            e.column = field.map { $0 < header.count ? header[$0] : "\($0 + 1)" } ?? column
+            return e
+        }
     }
 
     /// The shortest line that can hold 9216 one-digit pixels separated by single spaces.
     static let minimumRowBytes = 2 * Keypoints.imageSize - 1
+
+    /// Why a line too short for an image is bad: its field count when that is wrong, else its length.
+    static func shortRowError(_ b: UnsafeBufferPointer<UInt8>, _ span: (Int, Int), header: [String], imageColumn: Int) -> RowError {
+        let fields: [(Int, Int)]
+        do { fields = try splitFields(b, span) } catch let e as RowError { return e.naming(header) } catch {
+            return RowError(column: nil, message: "\(error)")
+        }
+        if fields.count != header.count { return fieldCountError(fields.count, header: header) }
+        return RowError(column: header[imageColumn], message:
+            "\(span.1 - span.0) bytes, too short for a row with a 96x96 image (at least \(minimumRowBytes))")
+    }
+
+    static func fieldCountError(_ n: Int, header: [String]) -> RowError {
+        RowError(column: n < header.count ? header[n] : "\(n)", message: "\(n) fields, the header has \(header.count)")
+    }
 
     /// Line starts and ends without their terminator: \n, \r\n, or a lone \r (old Mac files).
     static func lineSpans(_ bytes: UnsafeBufferPointer<UInt8>) -> [(Int, Int)] {
@@ -227,20 +249,14 @@ public enum KaggleCSV {
                          idColumn: Int?, keypointIndex: [Int], image: UnsafeMutablePointer<Float>,
                          keypoints: UnsafeMutablePointer<Float>?) throws -> Int {
         let fields: [(Int, Int)]
-        do { fields = try splitFields(b, span) } catch var e as RowError {
-            e.column = e.field.map { $0 < header.count ? header[$0] : "\($0 + 1)" }
-            throw e
-        }
+        do { fields = try splitFields(b, span) } catch let e as RowError { throw e.naming(header) }
         // strtof and friends stop at a NUL: a value holding one would be silently cut short.
         if let p = memchr(b.baseAddress! + span.0, 0, span.1 - span.0) {
             let at = UnsafePointer(p.assumingMemoryBound(to: UInt8.self)) - b.baseAddress!
             let k = fields.firstIndex { at < $0.1 + 1 } ?? 0
             throw RowError(column: header[min(k, header.count - 1)], message: "a NUL byte inside the value")
         }
-        guard fields.count == header.count else {
-            throw RowError(column: fields.count < header.count ? header[fields.count] : "\(fields.count)",
-                           message: "\(fields.count) fields, the header has \(header.count)")
-        }
+        guard fields.count == header.count else { throw fieldCountError(fields.count, header: header) }
         var id = 0
         for (c, f) in fields.enumerated() {
             if c == imageColumn {
