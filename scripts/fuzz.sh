@@ -35,6 +35,8 @@ for t in "${targets[@]}"; do
     fi
 done
 
+# Swift's own crash backtracer runs inside the sanitized process and trips ASan; libFuzzer reports instead.
+export SWIFT_BACKTRACE=enable=no
 run_one() {
     local t=$1 corpus=.build-fuzz/corpus/$1 findings=.build-fuzz/findings/$1
     mkdir -p "$corpus" "$findings"

@@ -61,6 +61,20 @@ struct Stage: Equatable {
 public final class HaarCascade: @unchecked Sendable {
     public static let defaultPath = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
 
+    /// Offset of the first byte that is not part of valid UTF-8, nil for valid text.
+    static func firstInvalidUTF8(_ data: Data) -> Int? {
+        var decoder = UTF8()
+        var it = data.makeIterator()
+        var offset = 0, start = 0
+        while true {
+            switch decoder.decode(&it) {
+            case .scalarValue(let u): start = offset + UTF8.width(u); offset = start
+            case .emptyInput: return nil
+            case .error: return start
+            }
+        }
+    }
+
     /// The file it was read from.
     public let path: String
     let width: Int
@@ -90,6 +104,11 @@ public final class HaarCascade: @unchecked Sendable {
     /// The cascade from XML bytes; `path` names it in errors.
     public init(data: Data, path: String) throws {
         self.path = path
+        // Foundation's XMLParser traps on element names that are not valid UTF-8 (found by fuzzing), so
+        // the rule is: a cascade is UTF-8 text (OpenCV writes ASCII), checked before parsing.
+        if let bad = Self.firstInvalidUTF8(data) {
+            throw CascadeError.invalid(path: path, reason: "not UTF-8 text (byte \(bad)); a cascade is ASCII XML")
+        }
         let builder = CascadeXMLBuilder()
         let parser = XMLParser(data: data)
         parser.delegate = builder

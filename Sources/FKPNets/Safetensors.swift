@@ -81,8 +81,10 @@ public enum Safetensors {
             guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name): negative dimension in shape \(shape)") }
             let width = dtype == .f32 ? 4 : 2
             let available = data.count - base
-            var count = 1
-            for d in shape {
+            // With a zero dimension the tensor is empty whatever the others say; otherwise the partial
+            // products only grow, so each can be checked against the bytes there are.
+            var count = shape.contains(0) ? 0 : 1
+            for d in shape where count > 0 {
                 let (c, overflow) = count.multipliedReportingOverflow(by: d)
                 guard !overflow, c <= available else { throw fail("tensor \(name): shape \(shape) needs more bytes than the file has") }
                 count = c
