@@ -294,7 +294,7 @@ final class RecordWriter {
         for (j, (f, p)) in zip(faces, points).enumerated() {
             if format == "csv" {
                 buffer += "\(KeypointWriter.csvField(file)),\(faces.count),\(j + 1),\(f.x),\(f.y),\(f.width),\(f.height),\(f.neighbors),"
-                buffer += p.map { String(format: "%.2f", Double($0)) }.joined(separator: ",") + "\n"
+                buffer += p.map(KeypointWriter.format).joined(separator: ",") + "\n"  // NaN: an empty field
             } else {
                 var kp: [String: [Double]] = [:]
                 for k in 0..<15 { kp[String(Keypoints.columns[2 * k].dropLast(2))] = [Double(p[2 * k]), Double(p[2 * k + 1])].map { ($0 * 100).rounded() / 100 } }
