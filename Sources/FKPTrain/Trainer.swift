@@ -86,13 +86,14 @@ public struct TrainerState: Codable, Sendable, Equatable {
             guard nextBatchStart >= 0, nextBatchStart <= order.count else {
                 throw bad("position \(nextBatchStart) outside the epoch's \(order.count) rows")
             }
-            // Every batch before the position took at least one row and at most batchSize of them.
-            guard batchLosses.count <= nextBatchStart,
-                  batchLosses.count >= (nextBatchStart + batchSize - 1) / batchSize else {
+            // Every batch before the position took at least one row (the batch size may have changed
+            // since, so it bounds nothing here).
+            guard batchLosses.count <= nextBatchStart, batchLosses.isEmpty == (nextBatchStart == 0) else {
                 throw bad("\(batchLosses.count) batch losses for position \(nextBatchStart)")
             }
         } else {
-            guard nextBatchStart == 0, batchLosses.isEmpty else { throw bad("a position inside an epoch but no batch order") }
+            // Between epochs the position is left over from the last one and unused (reset with the order).
+            guard batchLosses.isEmpty else { throw bad("batch losses of an epoch but no batch order") }
         }
         guard batchLosses.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw bad("a batch loss is negative or not finite") }
         guard epochSeconds.isFinite, epochSeconds >= 0 else { throw bad("epoch time \(epochSeconds)") }

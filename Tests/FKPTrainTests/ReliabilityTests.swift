@@ -41,7 +41,7 @@ extension RecipeTests {
             ("history row 1 is for epoch -3", { $0["history"] = [history[0].merging(["epoch": -3]) { $1 }] }),
             ("best valid loss", { $0["bestValidLoss"] = 0.0 }),
             ("all zeros", { $0["rng"] = [0, 0, 0, 0] }),
-            ("no batch order", { $0.removeValue(forKey: "order") }),
+            ("no batch order", { $0.removeValue(forKey: "order") }),  // mid-epoch: batch losses but no order
         ]
         for (fragment, tamper) in tampers {
             var s = state
