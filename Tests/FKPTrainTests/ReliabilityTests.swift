@@ -62,6 +62,29 @@ extension RecipeTests {
         }
     }
 
+    /// Mutated trainer states (numbers in the JSON changed, digits inserted, bytes dropped): decoding and
+    /// validating give a state or an error, never a trap.
+    func testMutatedTrainerStatesNeverTrap() throws {
+        let (file, _) = try midEpochCheckpoint()
+        let seed = [UInt8](file.metadata["trainer_state"]!.utf8)
+        var rng = Xoshiro(seed: 41)
+        let alphabet = [UInt8]("0123456789-.e,[]".utf8)
+        for _ in 0..<400 {
+            var b = seed
+            for _ in 0...Int(rng.next() % 4) where !b.isEmpty {
+                let i = Int(rng.next() % UInt64(b.count))
+                switch rng.next() % 3 {
+                case 0: b[i] = alphabet[Int(rng.next() % UInt64(alphabet.count))]
+                case 1: b.insert(contentsOf: [UInt8]("9223372036854775807".utf8), at: i)
+                default: b.remove(at: i)
+                }
+            }
+            if let s = try? JSONDecoder().decode(TrainerState.self, from: Data(b)) {
+                _ = try? s.validate(trainRows: 160, batchSize: 32, epochs: 6)
+            }
+        }
+    }
+
     /// `train --batch-size 1000000` on 160 rows allocated buffers for a million images (37 GB).
     func testBatchSizeIsCappedToTheTrainingRows() throws {
         var c = TrainConfig()
