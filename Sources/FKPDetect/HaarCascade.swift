@@ -61,6 +61,22 @@ struct Stage: Equatable {
 public final class HaarCascade: @unchecked Sendable {
     public static let defaultPath = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
 
+    /// Offset of the first "<?" that is not the XML declaration at the start ("<?xml" and white space).
+    static func processingInstruction(in data: Data) -> Int? {
+        let bytes = [UInt8](data)
+        let start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        var i = start
+        while i + 1 < bytes.count {
+            if bytes[i] == 0x3C && bytes[i + 1] == 0x3F {  // "<?"
+                let declaration = i == start && bytes.count > i + 5 && Array(bytes[(i + 2)..<(i + 5)]) == [0x78, 0x6D, 0x6C]
+                    && [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i + 5])
+                if !declaration { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+
     /// Offset of the first byte that is not part of valid UTF-8, nil for valid text.
     static func firstInvalidUTF8(_ data: Data) -> Int? {
         var decoder = UTF8()
@@ -108,6 +124,11 @@ public final class HaarCascade: @unchecked Sendable {
         // the rule is: a cascade is UTF-8 text (OpenCV writes ASCII), checked before parsing.
         if let bad = Self.firstInvalidUTF8(data) {
             throw CascadeError.invalid(path: path, reason: "not UTF-8 text (byte \(bad)); a cascade is ASCII XML")
+        }
+        // It also dereferences NULL for a processing instruction without data (found by fuzzing): none
+        // but the leading <?xml ...?> declaration is accepted (OpenCV writes no others).
+        if let pi = Self.processingInstruction(in: data) {
+            throw CascadeError.invalid(path: path, reason: "processing instruction at byte \(pi) (only the <?xml ...?> declaration is read)")
         }
         let builder = CascadeXMLBuilder()
         let parser = XMLParser(data: data)
