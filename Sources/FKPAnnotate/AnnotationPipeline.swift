@@ -1,4 +1,5 @@
 import Dispatch
+import FKPAlign
 import FKPDetect
 import FKPEngine
 import FKPExport
@@ -132,6 +133,9 @@ public final class AnnotationPipeline {
         var faces: [FaceBox] = []
         var frames: [FaceFrame] = []
         var crops: [[Float]] = []
+        /// For a photo model: the grey photo in 0...1 and each face's first photo -> crop transform.
+        var plane: (width: Int, height: Int, pixels: [Float])?
+        var starts: [Similarity] = []
         var error: String?
         var decodeSeconds = 0.0, detectSeconds = 0.0
     }
@@ -164,22 +168,40 @@ public final class AnnotationPipeline {
             found.faces = detectFaces(in: gray, cascade: cascade, parameters: settings.detection, threads: detectorThreads)
             found.faces.sort { ($0.y, $0.x) < ($1.y, $1.x) }
             for f in found.faces {
-                let c = CropMapping.calibrated.crop(for: f)
-                found.frames.append(FaceFrame(x: c.x, y: c.y, side: c.side))
-                found.crops.append(cropFace(gray, x: c.x, y: c.y, side: c.side))
+                if let photoModel {
+                    found.starts.append((photoModel.framing ?? .detectorDefault)
+                        .photoToCrop(x: Double(f.x), y: Double(f.y), width: Double(f.width)))
+                } else {
+                    let c = CropMapping.calibrated.crop(for: f)
+                    found.frames.append(FaceFrame(x: c.x, y: c.y, side: c.side))
+                    found.crops.append(cropFace(gray, x: c.x, y: c.y, side: c.side))
+                }
             }
         } else {
             found.faces = [FaceBox(x: 0, y: 0, width: gray.width, height: gray.height, neighbors: 0)]
-            found.frames = [FaceFrame(x: 0, y: 0, width: Double(gray.width), height: Double(gray.height))]
-            found.crops = [gray.faceInput()]
+            if photoModel != nil {
+                // The image is the crop: its width maps to the crop's side.
+                let s = Double(CanonicalFace.side) / Double(gray.width)
+                found.starts = [Similarity(a: s, b: 0, tx: 0, ty: 0)]
+            } else {
+                found.frames = [FaceFrame(x: 0, y: 0, width: Double(gray.width), height: Double(gray.height))]
+                found.crops = [gray.faceInput()]
+            }
+        }
+        if photoModel != nil && !found.starts.isEmpty {
+            found.plane = (gray.width, gray.height, gray.pixels.map { $0 / 255 })
         }
         found.decodeSeconds = t1.timeIntervalSince(t0)
         found.detectSeconds = Date().timeIntervalSince(t1)
         return found
     }
 
+    /// A photo model's passes (see AlignedModel), when the model is one.
+    var photoModel: AlignedModel? { model as? AlignedModel }
+
     /// Every face of the chunk through the net at once; keypoints mapped back to photo pixels.
     func predict(_ found: [Found?]) -> [[[Float]]] {
+        if let photoModel { return predictInPasses(found, photoModel) }
         let all = found.flatMap { $0?.crops ?? [] }
         var predictions: [[Float]] = []
         if !all.isEmpty {
@@ -194,6 +216,25 @@ public final class AnnotationPipeline {
             let frames = f?.frames ?? []
             defer { k += frames.count }
             return frames.enumerated().map { j, frame in frame.toPhoto(predictions[k + j]) }
+        }
+    }
+
+    /// Every face of the chunk in the photo model's passes, read from the whole photos.
+    func predictInPasses(_ found: [Found?], _ photoModel: AlignedModel) -> [[[Float]]] {
+        var owners: [Int] = [], faces: [AlignedModel.Face] = []
+        for (i, f) in found.enumerated() where f?.plane != nil {
+            owners.append(i)
+            for start in f!.starts { faces.append(AlignedModel.Face(photo: owners.count - 1, start: start)) }
+        }
+        let pixels = owners.map { found[$0]!.plane!.pixels }
+        let points = withPlanes(pixels, sizes: owners.map { (found[$0]!.plane!.width, found[$0]!.plane!.height) }) {
+            photoModel.predict(photos: $0, faces: faces)
+        }
+        var k = 0
+        return found.map { f in
+            let n = f?.plane != nil ? f!.starts.count : 0
+            defer { k += n }
+            return (0..<n).map { j in points[k + j].map { Float($0) } }
         }
     }
 

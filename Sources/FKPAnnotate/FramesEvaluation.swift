@@ -109,14 +109,14 @@ public enum FramesEvaluation {
         let started = Date()
         let images = try decode(set.images)
         let boxes = detect(images, references: set.keypoints, cascade: cascade, parameters: parameters)
-        var scaled = images.map { $0.pixels.map { $0 / 255 } }
+        let scaled = images.map { $0.pixels.map { $0 / 255 } }
         var report = FramesReport()
         report.photos = set.count
         var found: [Int] = []
         for i in 0..<set.count where boxes[i] != nil { found.append(i) }
         report.found = found.count
         let mean = CanonicalFace.meanShape
-        try withPlanes(&scaled, images) { planes in
+        try withPlanes(scaled, sizes: images.map { ($0.width, $0.height) }) { planes in
             let starts = found.map { i -> Similarity in
                 let b = boxes[i]!
                 return framing.photoToCrop(x: Double(b.x), y: Double(b.y), width: Double(b.width))
@@ -160,16 +160,6 @@ public enum FramesEvaluation {
         return report
     }
 
-    /// Grey planes over the photos' pixel arrays for the duration of `body`.
-    static func withPlanes(_ pixels: inout [[Float]], _ images: [GrayImage], _ body: ([GrayPlane]) throws -> Void) rethrows {
-        let buffers = pixels.map { p -> UnsafeMutableBufferPointer<Float> in
-            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: p.count)
-            _ = b.initialize(from: p)
-            return b
-        }
-        defer { buffers.forEach { $0.deallocate() } }
-        try body(zip(buffers, images).map { GrayPlane(width: $1.width, height: $1.height, pixels: UnsafeBufferPointer($0)) })
-    }
 }
 
 /// A photo model file from trained checkpoints: `first` runs pass 1, `second` (or `first`) the passes
@@ -180,9 +170,10 @@ public enum PhotoModelExport {
         var nets: [(file: Safetensors.File, architecture: String)] = []
         for path in [first] + (second.map { [$0] } ?? []) {
             let f = try Safetensors.read(path: path)
-            guard let arch = f.metadata["model"], Architecture.named(arch) != nil else {
+            guard let arch = f.metadata["model"], Preset.named(arch) != nil else {
                 throw FKPError.setup("\(path): not a single net's checkpoint (model '\(f.metadata["model"] ?? "")')")
             }
+            try ModelFile.validate(f, path: path, dtype: dtype)
             nets.append((f, arch))
         }
         var framing: BoxFraming?
@@ -207,4 +198,15 @@ public enum PhotoModelExport {
         let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return (nets.count, bytes)
     }
+}
+
+/// Grey planes over pixel arrays (0...1), valid for the duration of `body`.
+func withPlanes<R>(_ pixels: [[Float]], sizes: [(Int, Int)], _ body: ([GrayPlane]) throws -> R) rethrows -> R {
+    let buffers = pixels.map { p -> UnsafeMutableBufferPointer<Float> in
+        let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(p.count, 1))
+        _ = b.initialize(from: p)
+        return b
+    }
+    defer { buffers.forEach { $0.deallocate() } }
+    return try body(zip(buffers, sizes).map { GrayPlane(width: $1.0, height: $1.1, pixels: UnsafeBufferPointer($0)) })
 }

@@ -61,6 +61,36 @@ struct Stage: Equatable {
 public final class HaarCascade: @unchecked Sendable {
     public static let defaultPath = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
 
+    /// Offset of the first "<?" that is not the XML declaration at the start ("<?xml" and white space).
+    static func processingInstruction(in data: Data) -> Int? {
+        let bytes = [UInt8](data)
+        let start = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        var i = start
+        while i + 1 < bytes.count {
+            if bytes[i] == 0x3C && bytes[i + 1] == 0x3F {  // "<?"
+                let declaration = i == start && bytes.count > i + 5 && Array(bytes[(i + 2)..<(i + 5)]) == [0x78, 0x6D, 0x6C]
+                    && [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i + 5])
+                if !declaration { return i }
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Offset of the first byte that is not part of valid UTF-8, nil for valid text.
+    static func firstInvalidUTF8(_ data: Data) -> Int? {
+        var decoder = UTF8()
+        var it = data.makeIterator()
+        var offset = 0, start = 0
+        while true {
+            switch decoder.decode(&it) {
+            case .scalarValue(let u): start = offset + UTF8.width(u); offset = start
+            case .emptyInput: return nil
+            case .error: return start
+            }
+        }
+    }
+
     /// The file it was read from.
     public let path: String
     let width: Int
@@ -76,14 +106,29 @@ public final class HaarCascade: @unchecked Sendable {
     public var featureCount: Int { features.count }
     public var weakClassifierCount: Int { stages.reduce(0) { $0 + $1.weak.count } }
 
-    public init(contentsOf path: String) throws {
-        self.path = path
+    public convenience init(contentsOf path: String) throws {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             let reason = FileManager.default.fileExists(atPath: path) ? "\(error.localizedDescription)" : "no such file"
             throw CascadeError.unreadable(path: path, reason: reason)
+        }
+        try self.init(data: data, path: path)
+    }
+
+    /// The cascade from XML bytes; `path` names it in errors.
+    public init(data: Data, path: String) throws {
+        self.path = path
+        // Foundation's XMLParser traps on element names that are not valid UTF-8 (found by fuzzing), so
+        // the rule is: a cascade is UTF-8 text (OpenCV writes ASCII), checked before parsing.
+        if let bad = Self.firstInvalidUTF8(data) {
+            throw CascadeError.invalid(path: path, reason: "not UTF-8 text (byte \(bad)); a cascade is ASCII XML")
+        }
+        // It also dereferences NULL for a processing instruction without data (found by fuzzing): none
+        // but the leading <?xml ...?> declaration is accepted (OpenCV writes no others).
+        if let pi = Self.processingInstruction(in: data) {
+            throw CascadeError.invalid(path: path, reason: "processing instruction at byte \(pi) (only the <?xml ...?> declaration is read)")
         }
         let builder = CascadeXMLBuilder()
         let parser = XMLParser(data: data)
@@ -127,7 +172,8 @@ public final class HaarCascade: @unchecked Sendable {
             guard (1...3).contains(f.rects.count) else {
                 throw CascadeError.invalid(path: path, reason: "feature \(fi) has \(f.rects.count) rectangles (1 to 3 expected)")
             }
-            for r in f.rects where r.x < 0 || r.y < 0 || r.width <= 0 || r.height <= 0 || r.x + r.width > w || r.y + r.height > h {
+            // Written as subtractions: x + width overflows for widths near Int.max.
+            for r in f.rects where r.x < 0 || r.y < 0 || r.width <= 0 || r.height <= 0 || r.width > w - r.x || r.height > h - r.y {
                 throw CascadeError.invalid(path: path, reason: "feature \(fi) has a rectangle outside the \(w)x\(h) window")
             }
         }
@@ -145,7 +191,8 @@ public final class HaarCascade: @unchecked Sendable {
                         throw CascadeError.invalid(path: path, reason: "\(where_): feature index \(n.featureIndex) out of range")
                     }
                     for c in [n.left, n.right] {
-                        guard c > 0 ? c < wc.nodes.count : -c < wc.leaves.count else {
+                        // -c traps for Int.min: compare without negating.
+                        guard c > 0 ? c < wc.nodes.count : c > -wc.leaves.count else {
                             throw CascadeError.invalid(path: path, reason: "\(where_): bad child index \(c)")
                         }
                     }

@@ -13,6 +13,7 @@ public struct Canvas {
     }
 
     public init(width: Int, height: Int, background: Color = .white) {
+        precondition(width >= 0 && height >= 0, "Canvas: negative size \(width)x\(height)")
         self.width = width; self.height = height
         pixels = [UInt8](repeating: 0, count: width * height * 3)
         for i in 0..<(width * height) { pixels[3 * i] = background.r; pixels[3 * i + 1] = background.g; pixels[3 * i + 2] = background.b }
@@ -27,14 +28,31 @@ public struct Canvas {
         pixels[i] = c.r; pixels[i + 1] = c.g; pixels[i + 2] = c.b
     }
 
+    /// Clipped to the canvas: any part (or all) of the rectangle may lie outside, and w or h may be <= 0.
     public mutating func fill(x: Int, y: Int, width w: Int, height h: Int, _ c: Color) {
-        for yy in max(y, 0)..<min(y + h, height) { for xx in max(x, 0)..<min(x + w, width) { set(xx, yy, c) } }
+        guard w > 0, h > 0 else { return }
+        let x0 = max(x, 0), y0 = max(y, 0)
+        let x1 = min(x.addingReportingOverflow(w).overflow ? Int.max : x + w, width)
+        let y1 = min(y.addingReportingOverflow(h).overflow ? Int.max : y + h, height)
+        guard x0 < x1, y0 < y1 else { return }
+        for yy in y0..<y1 { for xx in x0..<x1 { set(xx, yy, c) } }
     }
 
     /// A line of the given thickness; `dash` (on, off) in pixels draws it dashed.
     public mutating func line(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, _ c: Color,
                               thickness: Int = 1, dash: (Int, Int)? = nil, dashPhase: inout Double) {
         let len = max(abs(x1 - x0), abs(y1 - y0))
+        // Non-finite ends draw nothing; very long lines (far off the canvas) are not stepped pixel by pixel
+        // beyond what could ever be visible.
+        guard len.isFinite, x0.isFinite, y0.isFinite else { return }
+        let limit = Double(2 * (width + height) + 2 * thickness + 4)
+        if max(abs(x0), abs(y0), abs(x1), abs(y1)) > limit * 4 {
+            guard let (cx0, cy0, cx1, cy1) = Self.clip(x0, y0, x1, y1, to: -limit...limit) else { dashPhase += len; return }
+            var phase = dashPhase
+            line(cx0, cy0, cx1, cy1, c, thickness: thickness, dash: dash, dashPhase: &phase)
+            dashPhase += len
+            return
+        }
         let steps = max(Int(len.rounded(.up)), 1)
         let r = thickness / 2
         for s in 0...steps {
@@ -47,6 +65,20 @@ public struct Canvas {
             fill(x: x - r, y: y - r, width: thickness, height: thickness, c)
         }
         dashPhase += len
+    }
+
+    /// Liang-Barsky: the part of a segment inside the square `box` x `box`, nil when none is.
+    static func clip(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double,
+                     to box: ClosedRange<Double>) -> (Double, Double, Double, Double)? {
+        let dx = x1 - x0, dy = y1 - y0
+        var t0 = 0.0, t1 = 1.0
+        for (p, q) in [(-dx, x0 - box.lowerBound), (dx, box.upperBound - x0), (-dy, y0 - box.lowerBound), (dy, box.upperBound - y0)] {
+            if p == 0 { if q < 0 { return nil }; continue }
+            let r = q / p
+            if p < 0 { t0 = max(t0, r) } else { t1 = min(t1, r) }
+            if t0 > t1 { return nil }
+        }
+        return (x0 + t0 * dx, y0 + t0 * dy, x0 + t1 * dx, y0 + t1 * dy)
     }
 
     public mutating func line(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, _ c: Color, thickness: Int = 1) {
@@ -64,9 +96,15 @@ public struct Canvas {
 
     /// A filled disc with an outline (keypoint markers that show on dark and light skin).
     public mutating func disc(cx: Double, cy: Double, radius: Double, _ c: Color, outline: Color? = nil) {
-        let r = Int(radius.rounded(.up)) + 1
-        for y in (Int(cy) - r)...(Int(cy) + r) {
-            for x in (Int(cx) - r)...(Int(cx) + r) {
+        // Only the part on the canvas is visited (points may lie anywhere, even at infinity).
+        guard cx.isFinite, cy.isFinite, radius.isFinite, radius >= 0 else { return }
+        let r = radius + 1
+        guard cx + r >= 0, cy + r >= 0, cx - r < Double(width), cy - r < Double(height) else { return }
+        let xs = max(0, Int((cx - r).rounded(.down))), xe = min(width - 1, Int((cx + r).rounded(.up)))
+        let ys = max(0, Int((cy - r).rounded(.down))), ye = min(height - 1, Int((cy + r).rounded(.up)))
+        guard xs <= xe, ys <= ye else { return }
+        for y in ys...ye {
+            for x in xs...xe {
                 let d = ((Double(x) + 0.5 - cx) * (Double(x) + 0.5 - cx) + (Double(y) + 0.5 - cy) * (Double(y) + 0.5 - cy)).squareRoot()
                 if d <= radius - (outline != nil ? max(1, radius / 3) : 0) { set(x, y, c) } else if d <= radius, let o = outline { set(x, y, o) }
             }
@@ -77,6 +115,7 @@ public struct Canvas {
     public mutating func text(_ s: String, x: Int, y: Int, _ c: Color, scale: Int = 2) {
         var cx = x
         for ch in s {
+            if cx >= width { break }  // the rest is off the canvas
             let rows = BitmapFont.rows(ch)
             for (ry, row) in rows.enumerated() {
                 for (rx, bit) in row.enumerated() where bit == "#" {

@@ -1,4 +1,4 @@
-import FKPIngest
+import FKPImage
 
 /// A grid of face tiles with two sets of points each: the reference (green rings) and the prediction
 /// (red dots), and the face's error printed under it, for looking at what a model does.

@@ -31,10 +31,27 @@ public enum KeypointWriter {
         return out
     }
 
-    /// One JSON object per line.
+    /// One JSON object per line. NaN and infinities (JSON has neither) are written as null, as a blank
+    /// is in CSV; values JSON cannot hold are written as their description rather than aborting.
     public static func jsonLine(_ object: [String: Any]) -> String {
-        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        let safe = jsonSafe(object)
+        guard JSONSerialization.isValidJSONObject(safe),
+              let data = try? JSONSerialization.data(withJSONObject: safe, options: [.sortedKeys]) else {
+            return "{}"
+        }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    static func jsonSafe(_ value: Any) -> Any {
+        switch value {
+        case let v as Double: return v.isFinite ? v : NSNull()
+        case let v as Float: return v.isFinite ? v : NSNull()
+        case let v as [String: Any]: return v.mapValues(jsonSafe)
+        case let v as [Any]: return v.map(jsonSafe)
+        case is String, is Int, is Bool, is NSNull, is NSNumber: return value
+        case let v as any BinaryInteger: return Int(truncatingIfNeeded: v)
+        default: return String(describing: value)
+        }
     }
 
     public static func format(_ v: Float) -> String {
@@ -59,8 +76,18 @@ public enum LookupTable {
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw ExportError(message: "\(path): cannot read: \(error.localizedDescription)")
         }
-        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        return try parse(text, path: path)
+    }
+
+    /// The table from its text; `path` names it in errors.
+    public static func parse(_ text: String, path: String) throws -> [(rowId: Int, imageId: Int, feature: String)] {
+        // Any line end (LF, CRLF or a lone CR): a CR-only table must not read as one long header line.
+        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline)
         guard let header = lines.first else { throw ExportError(message: "\(path): empty file") }
+        if let nul = text.utf8.firstIndex(of: 0) {
+            let line = text[..<nul].reduce(1) { $1.isNewline ? $0 + 1 : $0 }
+            throw ExportError(message: "\(path): line \(line): a NUL byte inside a value")
+        }
         let cols = header.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         guard let r = cols.firstIndex(of: "RowId"), let i = cols.firstIndex(of: "ImageId"), let f = cols.firstIndex(of: "FeatureName") else {
             throw ExportError(message: "\(path): line 1: expected the columns RowId, ImageId, FeatureName")
@@ -75,6 +102,7 @@ public enum LookupTable {
             }
             out.append((rowId, imageId, fields[f]))
         }
+        guard !out.isEmpty else { throw ExportError(message: "\(path): no rows after the header") }
         return out
     }
 }

@@ -8,17 +8,33 @@ import Foundation
 /// - The size in the header is checked against `maxPixels` before any pixel buffer is allocated.
 /// - EXIF orientation (tag 0x0112 of IFD0 in the APP1 "Exif" segment, either byte order) is applied, so
 ///   the picture comes out as a viewer shows it; values 2...8 mirror/rotate, 1 or none leave it as stored.
-/// - Grey JPEGs come out with R = G = B. Decoder *warnings* (e.g. stray bytes before a marker) are
-///   accepted, except "Premature end of JPEG file": a truncated file is an error, not a half-grey picture.
+/// - Grey JPEGs come out with R = G = B. CMYK and YCCK JPEGs (Photoshop, print workflows) are decoded
+///   to CMYK and converted with the Adobe convention TurboJPEG uses (stored values inverted:
+///   R = C * K / 255); no colour management.
+/// - Decoder *warnings* (libjpeg's recoverable corruption, e.g. stray bytes before a marker or a bad
+///   Huffman code) decode anyway and are always reported through `onWarning` (stderr by default), naming
+///   the file; "Premature end of JPEG file" is an error: a truncated file is not a half-grey picture.
+/// - Decompression bombs: besides `maxPixels`, a file may declare at most `maxPixelsPerByte` pixels per
+///   byte of file (at least 2^20 pixels): ordinary JPEGs compress below ~300 pixels per byte, and a tiny
+///   file announcing a huge frame is refused before the pixel buffer is allocated.
 public enum JPEGCodec {
+    public static let maxPixelsPerByte = 4096
+
+    /// Writes a decoder warning on stderr.
+    public static let warnOnStderr: @Sendable (String) -> Void = { message in
+        FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
+    }
+
     /// Decoded 8-bit RGB, EXIF orientation applied.
-    public static func readRGB(path: String, maxPixels: Int = 100_000_000) throws -> RGBImage {
+    public static func readRGB(path: String, maxPixels: Int = 100_000_000,
+                               onWarning: (String) -> Void = warnOnStderr) throws -> RGBImage {
         let data = try ImageFile.contents(of: path)
-        return try decodeRGB(data, name: path, maxPixels: maxPixels)
+        return try decodeRGB(data, name: path, maxPixels: maxPixels, onWarning: onWarning)
     }
 
     /// The same from JPEG bytes held in memory; `name` is used in error messages.
-    public static func decodeRGB(_ data: Data, name: String, maxPixels: Int = 100_000_000) throws -> RGBImage {
+    public static func decodeRGB(_ data: Data, name: String, maxPixels: Int = 100_000_000,
+                                 onWarning: (String) -> Void = warnOnStderr) throws -> RGBImage {
         guard data.count >= 4 else { throw ImageError.unreadable(path: name, reason: "JPEG: file too short (\(data.count) bytes)") }
         guard data.count <= Int(UInt32.max) else { throw ImageError.unreadable(path: name, reason: "JPEG: file larger than 4 GiB") }
         guard let handle = tjInitDecompress() else {
@@ -39,9 +55,16 @@ public enum JPEGCodec {
             guard width.multipliedReportingOverflow(by: height).overflow == false, width * height <= maxPixels else {
                 throw ImageError.tooLarge(path: name, width: width, height: height, limit: maxPixels)
             }
-            var pixels = [UInt8](repeating: 0, count: 3 * width * height)
+            guard width * height <= max(1 << 20, maxPixelsPerByte * buf.count) else {
+                throw ImageError.unreadable(path: name, reason: "JPEG: declares \(width)x\(height) pixels in a file of "
+                    + "\(buf.count) bytes (more than \(maxPixelsPerByte) pixels per byte: a decompression bomb or a truncated file)")
+            }
+            let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
+            let channels = cmyk ? 4 : 3
+            var pixels = [UInt8](repeating: 0, count: channels * width * height)
+            let format = cmyk ? TJPF_CMYK : TJPF_RGB
             let rc = pixels.withUnsafeMutableBufferPointer { dst in
-                tjDecompress2(handle, buf.baseAddress, size, dst.baseAddress, w, 0, h, Int32(TJPF_RGB.rawValue), 0)
+                tjDecompress2(handle, buf.baseAddress, size, dst.baseAddress, w, 0, h, Int32(format.rawValue), 0)
             }
             if rc != 0 {
                 let message = errorString(handle)
@@ -49,7 +72,9 @@ public enum JPEGCodec {
                 if !isWarning || message.contains("Premature end") {
                     throw ImageError.unreadable(path: name, reason: "JPEG: " + message)
                 }
+                onWarning("\(name): JPEG: \(message) (corrupt data; decoded anyway)")
             }
+            if cmyk { pixels = rgb(fromInvertedCMYK: pixels) }
             let image = RGBImage(width: width, height: height, pixels: pixels)
             let orientation = exifOrientation(UnsafeRawBufferPointer(raw)) ?? 1
             return oriented(image, orientation)
@@ -77,6 +102,35 @@ public enum JPEGCodec {
         guard rc == 0, let out else {
             throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: " + errorString(handle))
         }
+        return Data(bytes: out, count: Int(outSize))
+    }
+
+    /// Adobe-convention CMYK (as stored by Photoshop and TurboJPEG: 255 = no ink) to RGB.
+    static func rgb(fromInvertedCMYK p: [UInt8]) -> [UInt8] {
+        let n = p.count / 4
+        return [UInt8](unsafeUninitializedCapacity: 3 * n) { out, count in
+            for i in 0..<n {
+                let k = UInt32(p[4 * i + 3])
+                for c in 0..<3 { out[3 * i + c] = UInt8((UInt32(p[4 * i + c]) * k + 127) / 255) }
+            }
+            count = 3 * n
+        }
+    }
+
+    /// Encodes CMYK pixels (Adobe convention, 4 bytes a pixel) as a YCCK JPEG: for tests of the CMYK path.
+    static func encodeCMYK(width: Int, height: Int, pixels: [UInt8], quality: Int = 95) throws -> Data {
+        guard let handle = tjInitCompress() else {
+            throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: cannot create a TurboJPEG compressor")
+        }
+        defer { tjDestroy(handle) }
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var outSize: UInt = 0
+        defer { if let out { tjFree(out) } }
+        let rc = pixels.withUnsafeBufferPointer { src in
+            tjCompress2(handle, src.baseAddress, Int32(width), 0, Int32(height), Int32(TJPF_CMYK.rawValue),
+                        &out, &outSize, Int32(TJSAMP_444.rawValue), Int32(quality), 0)
+        }
+        guard rc == 0, let out else { throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: " + errorString(handle)) }
         return Data(bytes: out, count: Int(outSize))
     }
 
@@ -203,15 +257,26 @@ public enum ImageFile {
     }
 
     static func contents(of path: String) throws -> Data {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ImageError.unreadable(path: path, reason: "no such file")
-        }
-        guard !isDir.boolValue else { throw ImageError.unreadable(path: path, reason: "is a directory") }
+        try requireRegularFile(path)
         do {
             return try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
             throw ImageError.unreadable(path: path, reason: "cannot read: \(error.localizedDescription)")
+        }
+    }
+
+    /// The rule: only regular files (or symlinks to them) are read as images. A FIFO, socket or device
+    /// could block forever or never end, so it is refused by stat(2) before anything opens it.
+    public static func requireRegularFile(_ path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw ImageError.unreadable(path: path, reason: errno == ENOENT ? "no such file" : String(cString: strerror(errno)))
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: throw ImageError.unreadable(path: path, reason: "is a directory")
+        case S_IFIFO: throw ImageError.unreadable(path: path, reason: "is a FIFO (named pipe), not a regular file")
+        default: throw ImageError.unreadable(path: path, reason: "is not a regular file (a device or socket)")
         }
     }
 }

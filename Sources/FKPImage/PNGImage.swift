@@ -125,6 +125,7 @@ public enum PNGCodec {
 
         switch source {
         case let .file(path):
+            try ImageFile.requireRegularFile(path)
             guard png_image_begin_read_from_file(&image, path) != 0 else {
                 throw ImageError.unreadable(path: name, reason: message(&image))
             }

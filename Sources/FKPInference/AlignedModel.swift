@@ -11,7 +11,9 @@ import Foundation
 /// again; the points go back to the photo through the inverse. `nets[0]` runs pass 1, `nets.last` the
 /// passes after it (a robust net for the coarse pass, a precise one for the fine passes).
 public final class AlignedModel: KeypointModel {
-    public let nets: [Net]
+    /// Built for prediction (no training buffers), grown to the batches asked for, up to `maxBatch`.
+    public private(set) var nets: [Net]
+    public let maxBatch: Int
     /// The detector box -> first crop mapping this model was calibrated with, when it was.
     public var framing: BoxFraming?
     /// Passes used when none is asked for.
@@ -19,9 +21,10 @@ public final class AlignedModel: KeypointModel {
     /// Average each prediction with that of the mirrored crop (twice the net's work).
     public var mirrorAverage = true
 
-    public init(nets: [Net], framing: BoxFraming?, defaultPasses: Int) {
+    public init(nets: [Net], framing: BoxFraming?, defaultPasses: Int, maxBatch: Int? = nil) {
         precondition(!nets.isEmpty)
         self.nets = nets; self.framing = framing; self.defaultPasses = defaultPasses
+        self.maxBatch = max(maxBatch ?? nets.map(\.maxBatch).max() ?? 1, 1)
     }
 
     public var name: String { "aligned" }
@@ -42,6 +45,7 @@ public final class AlignedModel: KeypointModel {
         var transforms = faces.map(\.start)
         var points = [[Double]](repeating: [], count: n)
         let total = max(1, passes ?? defaultPasses)
+        nets = nets.map { grown($0, toFit: n, cap: maxBatch) }
         for pass in 0..<total {
             let net = pass == 0 ? nets[0] : nets[nets.count - 1]
             if pass > 0 {
@@ -153,10 +157,10 @@ public final class AlignedModel: KeypointModel {
         var nets: [Net] = []
         var k = 1
         while let archName = file.metadata["pass\(k)_model"] {
-            guard let arch = Architecture.named(archName) else {
+            guard let arch = Preset.named(archName)?.architecture else {
                 throw CheckpointError(description: "\(path): unknown architecture '\(archName)' for pass \(k)")
             }
-            let net = Net(arch, backend: backend, maxBatch: maxBatch)
+            let net = Net(arch, backend: backend, maxBatch: 1, trainable: false)
             let p = "\(prefix)\(k)."
             let sub = Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix(p) }.map {
                 .init(name: String($0.name.dropFirst(p.count)), shape: $0.shape, values: $0.values)
@@ -168,7 +172,7 @@ public final class AlignedModel: KeypointModel {
         guard !nets.isEmpty else { throw CheckpointError(description: "\(path): an aligned model without nets (no pass1_model)") }
         let framing = file.metadata["box_framing"].flatMap { try? JSONDecoder().decode(BoxFraming.self, from: Data($0.utf8)) }
         let passes = file.metadata["passes"].flatMap(Int.init) ?? 2
-        return AlignedModel(nets: nets, framing: framing, defaultPasses: max(1, passes))
+        return AlignedModel(nets: nets, framing: framing, defaultPasses: max(1, passes), maxBatch: maxBatch)
     }
 }
 

@@ -5,30 +5,49 @@ import Foundation
 
 /// A trained model read from a safetensors file: its architecture comes from the metadata.
 public enum ModelFile {
-    /// A single net or a specialists bundle, whichever the file holds.
+    /// A single net or a specialists bundle, whichever the file holds, for prediction: the nets hold
+    /// no training buffers and start with room for one image, growing to the batches actually asked
+    /// for, up to `maxBatch` (one face with net2 needs tens of MB, not the 818 MB of 128 training slots).
     public static func loadModel(path: String, backend: Backend, maxBatch: Int = 128) throws -> KeypointModel {
-        let file = try Safetensors.read(path: path)
+        try loadModel(try Safetensors.read(path: path), path: path, backend: backend, maxBatch: maxBatch)
+    }
+
+    public static func loadModel(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int = 128) throws -> KeypointModel {
         if file.metadata["model"] == "aligned" {
             return try AlignedModel.load(file, path: path, backend: backend, maxBatch: maxBatch)
         }
         if file.metadata["model"] == "specialists" {
             return try SpecialistBundle.load(file, path: path, backend: backend, maxBatch: maxBatch)
         }
-        return SingleNetModel(try load(file, path: path, backend: backend, maxBatch: maxBatch))
+        return SingleNetModel(try load(file, path: path, backend: backend, maxBatch: 1, trainable: false), maxBatch: maxBatch)
     }
 
-    public static func load(path: String, backend: Backend, maxBatch: Int = 128) throws -> Net {
-        try load(try Safetensors.read(path: path), path: path, backend: backend, maxBatch: maxBatch)
+    /// Refuses what `loadModel` would refuse (metadata, shapes, NaN or infinite weights), and with
+    /// `dtype` .f16 weights that float16 cannot hold: for writing model files that predict can read.
+    public static func validate(_ file: Safetensors.File, path: String, dtype: Safetensors.DType = .f32) throws {
+        _ = try loadModel(file, path: path, backend: CPUBackend(threads: 1), maxBatch: 1)
+        guard dtype == .f16 else { return }
+        let limit = Float(Float16.greatestFiniteMagnitude)
+        for t in file.tensors where !t.name.hasPrefix("optimizer.") && !t.name.hasPrefix("best.") {
+            if let v = t.values.first(where: { abs($0) > limit }) {
+                throw CheckpointError(description: "\(path): tensor \(t.name) holds \(v), beyond float16's range (±65504)")
+            }
+        }
     }
 
-    public static func load(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int = 128) throws -> Net {
+    public static func load(path: String, backend: Backend, maxBatch: Int = 128, trainable: Bool = true) throws -> Net {
+        try load(try Safetensors.read(path: path), path: path, backend: backend, maxBatch: maxBatch, trainable: trainable)
+    }
+
+    public static func load(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int = 128,
+                            trainable: Bool = true) throws -> Net {
         guard let name = file.metadata["model"] else {
             throw CheckpointError(description: "\(path): no 'model' entry in the metadata; not an fkp-batch model")
         }
         guard let arch = Preset.named(name)?.architecture else {
             throw CheckpointError(description: "\(path): unknown model '\(name)' (known: \(Preset.names.joined(separator: ", ")))")
         }
-        let net = Net(arch, backend: backend, maxBatch: maxBatch)
+        let net = Net(arch, backend: backend, maxBatch: maxBatch, trainable: trainable)
         try net.load(file, path: path)
         return net
     }

@@ -29,25 +29,40 @@ public protocol KeypointModel: AnyObject {
 }
 
 public final class SingleNetModel: KeypointModel {
-    public let net: Net
+    public private(set) var net: Net
+    /// The largest batch the net grows to (it starts at whatever size it was built with).
+    public let maxBatch: Int
     public var name: String { net.architecture.name }
-    public init(_ net: Net) { self.net = net }
-    public func predict(_ images: Tensor) -> [[Float]] { predictKeypoints(net: net, images: images) }
+    public init(_ net: Net, maxBatch: Int? = nil) { self.net = net; self.maxBatch = max(maxBatch ?? net.maxBatch, 1) }
+    public func predict(_ images: Tensor) -> [[Float]] {
+        net = grown(net, toFit: images.shape[0], cap: maxBatch)
+        return predictKeypoints(net: net, images: images)
+    }
+}
+
+/// `net`, or a copy with buffers for `count` images (at most `cap`) when it has fewer: buffers follow
+/// the batches actually predicted.
+func grown(_ net: Net, toFit count: Int, cap: Int) -> Net {
+    let need = min(max(count, 1), cap)
+    return need > net.maxBatch ? net.resized(maxBatch: need) : net
 }
 
 /// Six nets, each filling its group's columns of the 30.
 public final class SpecialistBundle: KeypointModel {
-    public let nets: [Net]
+    public private(set) var nets: [Net]
     public let groups: [SpecialistGroup]
+    public let maxBatch: Int
     public var name: String { "specialists" }
 
-    public init(nets: [Net], groups: [SpecialistGroup]) {
+    public init(nets: [Net], groups: [SpecialistGroup], maxBatch: Int? = nil) {
         precondition(nets.count == groups.count)
         self.nets = nets; self.groups = groups
+        self.maxBatch = max(maxBatch ?? nets.map(\.maxBatch).max() ?? 1, 1)
     }
 
     public func predict(_ images: Tensor) -> [[Float]] {
         var out = [[Float]](repeating: [Float](repeating: .nan, count: Keypoints.count), count: images.shape[0])
+        nets = nets.map { grown($0, toFit: images.shape[0], cap: maxBatch) }
         for (net, group) in zip(nets, groups) {
             for (i, row) in predictKeypoints(net: net, images: images).enumerated() {
                 for (j, c) in group.columns.enumerated() { out[i][c] = row[j] }
@@ -88,7 +103,7 @@ public final class SpecialistBundle: KeypointModel {
             guard let arch = Preset.named(base)?.architecture(outputs: g.columns.count) else {
                 throw CheckpointError(description: "\(path): unknown base architecture '\(base)'")
             }
-            let net = Net(arch, backend: backend, maxBatch: maxBatch)
+            let net = Net(arch, backend: backend, maxBatch: 1, trainable: false)
             let prefix = "\(Self.prefix)\(k + 1)."
             let sub = Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix(prefix) }.map {
                 .init(name: String($0.name.dropFirst(prefix.count)), shape: $0.shape, values: $0.values)
@@ -96,7 +111,7 @@ public final class SpecialistBundle: KeypointModel {
             try net.load(sub, path: "\(path) (\(prefix.dropLast()))")
             nets.append(net)
         }
-        return SpecialistBundle(nets: nets, groups: groups)
+        return SpecialistBundle(nets: nets, groups: groups, maxBatch: maxBatch)
     }
 }
 

@@ -85,25 +85,23 @@ public enum KaggleCSV {
     }
 
     static func parse(_ bytes: UnsafeBufferPointer<UInt8>, name: String, skipBadRows: Bool, threads: Int?) throws -> Result {
-        // Line starts and ends (without \r\n).
-        var spans: [(Int, Int)] = []
-        spans.reserveCapacity(8192)
-        var start = 0
-        let n = bytes.count
-        while start < n {
-            var end = start
-            if let p = memchr(bytes.baseAddress! + start, 0x0A, n - start) {
-                end = UnsafePointer(p.assumingMemoryBound(to: UInt8.self)) - bytes.baseAddress!
-            } else { end = n }
-            var e = end
-            if e > start && bytes[e - 1] == 0x0D { e -= 1 }
-            spans.append((start, e))
-            start = end + 1
-        }
+        let spans = lineSpans(bytes)
         guard let headerSpan = spans.first else {
             throw CSVError(file: name, line: nil, column: nil, message: "the file is empty")
         }
-        let header = splitFields(bytes, headerSpan).map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0.0..<$0.1]), as: UTF8.self).trimmingCharacters(in: .whitespaces) }
+        let headerFields: [(Int, Int)]
+        do { headerFields = try splitFields(bytes, headerSpan) } catch let e as RowError {
+            throw CSVError(file: name, line: 1, column: nil, message: e.message)
+        }
+        let header = headerFields.map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0.0..<$0.1]), as: UTF8.self).trimmingCharacters(in: .whitespaces) }
+        // A repeated column would silently win over its twin.
+        var firstSeen: [String: Int] = [:]
+        for (i, h) in header.enumerated() {
+            if let j = firstSeen[h] {
+                throw CSVError(file: name, line: 1, column: h, message: "appears twice, as columns \(j + 1) and \(i + 1)")
+            }
+            firstSeen[h] = i
+        }
         guard let imageColumn = header.firstIndex(of: "Image") else {
             throw CSVError(file: name, line: 1, column: nil, message: "no Image column in the header (found: \(header.prefix(5).joined(separator: ","))...)")
         }
@@ -116,8 +114,19 @@ public enum KaggleCSV {
         for (i, h) in header.enumerated() where i != imageColumn && i != idColumn && keypointIndex[i] < 0 {
             throw CSVError(file: name, line: 1, column: h, message: "unknown column (expected the 30 keypoint columns, ImageId and Image)")
         }
-        // Data lines (skip blank trailing lines).
-        let rows = Array(spans.enumerated().dropFirst().filter { $0.element.1 > $0.element.0 })
+        // Data lines (skip blank lines). A line too short to hold 9216 pixels is refused before any image
+        // buffer is allocated, so memory follows the rows that can be valid, not the number of lines.
+        var rows: [(offset: Int, element: (Int, Int))] = []
+        var short: [CSVError] = []
+        for (i, span) in spans.enumerated().dropFirst() where span.1 > span.0 {
+            if span.1 - span.0 < minimumRowBytes {
+                let e = shortRowError(bytes, span, header: header, imageColumn: imageColumn)
+                short.append(CSVError(file: name, line: i + 1, column: e.column, message: e.message))
+                if !skipBadRows { throw short[0] }
+            } else {
+                rows.append((i, span))
+            }
+        }
         let count = rows.count
         let images = Tensor(shape: [count, Keypoints.imageSize])
         let keypoints = hasKeypoints ? Tensor(shape: [count, Keypoints.count], fill: .nan) : nil
@@ -142,7 +151,7 @@ public enum KaggleCSV {
             }
         }
         let errors = results.errors, ids = results.ids
-        let bad = errors.compactMap { $0 }
+        let bad = (short + errors.compactMap { $0 }).sorted { ($0.line ?? 0) < ($1.line ?? 0) }
         if let first = bad.first, !skipBadRows { throw first }
         let good = (0..<count).filter { errors[$0] == nil }
         var faces = FaceSet(images: images, keypoints: keypoints, imageIds: idColumn != nil ? ids : nil,
@@ -151,10 +160,60 @@ public enum KaggleCSV {
         return Result(faces: faces, skipped: bad)
     }
 
-    struct RowError: Error { let column: String; let message: String }
+    struct RowError: Error {
+        var column: String?
+        let message: String
+        /// 0-based field the error is in, when the column name is not known yet (field splitting).
+        var field: Int? = nil
 
-    /// Field spans of one line; a field in double quotes may hold commas and doubled quotes.
-    static func splitFields(_ b: UnsafeBufferPointer<UInt8>, _ span: (Int, Int)) -> [(Int, Int)] {
+        /// The error with its field's column name from the header.
+        func naming(_ header: [String]) -> RowError {
+            var e = self
+            e.column = field.map { $0 < header.count ? header[$0] : "\($0 + 1)" } ?? column
+            return e
+        }
+    }
+
+    /// The shortest line that can hold 9216 one-digit pixels separated by single spaces.
+    static let minimumRowBytes = 2 * Keypoints.imageSize - 1
+
+    /// Why a line too short for an image is bad: its field count when that is wrong, else its length.
+    static func shortRowError(_ b: UnsafeBufferPointer<UInt8>, _ span: (Int, Int), header: [String], imageColumn: Int) -> RowError {
+        let fields: [(Int, Int)]
+        do { fields = try splitFields(b, span) } catch let e as RowError { return e.naming(header) } catch {
+            return RowError(column: nil, message: "\(error)")
+        }
+        if fields.count != header.count { return fieldCountError(fields.count, header: header) }
+        return RowError(column: header[imageColumn], message:
+            "\(span.1 - span.0) bytes, too short for a row with a 96x96 image (at least \(minimumRowBytes))")
+    }
+
+    static func fieldCountError(_ n: Int, header: [String]) -> RowError {
+        RowError(column: n < header.count ? header[n] : "\(n)", message: "\(n) fields, the header has \(header.count)")
+    }
+
+    /// Line starts and ends without their terminator: \n, \r\n, or a lone \r (old Mac files).
+    static func lineSpans(_ bytes: UnsafeBufferPointer<UInt8>) -> [(Int, Int)] {
+        let n = bytes.count
+        guard let base = bytes.baseAddress, n > 0 else { return [] }
+        // Lone CRs are line ends only in a file without any LF, so the fast memchr path stays for the rest.
+        let separator: Int32 = memchr(base, 0x0A, n) == nil && memchr(base, 0x0D, n) != nil ? 0x0D : 0x0A
+        var spans: [(Int, Int)] = []
+        spans.reserveCapacity(8192)
+        var start = 0
+        while start < n {
+            let end = memchr(base + start, separator, n - start).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? n
+            var e = end
+            if separator == 0x0A && e > start && bytes[e - 1] == 0x0D { e -= 1 }
+            spans.append((start, e))
+            start = end + 1
+        }
+        return spans
+    }
+
+    /// Field spans of one line; a field in double quotes may hold commas and doubled quotes. Anything
+    /// after a closing quote other than the comma, and a quote never closed, are errors (not dropped).
+    static func splitFields(_ b: UnsafeBufferPointer<UInt8>, _ span: (Int, Int)) throws -> [(Int, Int)] {
         var fields: [(Int, Int)] = []
         var i = span.0
         while true {
@@ -165,9 +224,14 @@ public enum KaggleCSV {
                     if b[j] == 0x22 { if j + 1 < span.1 && b[j + 1] == 0x22 { j += 2; continue } else { break } }
                     j += 1
                 }
+                guard j < span.1 else {
+                    throw RowError(column: nil, message: "the quote opened here is never closed", field: fields.count)
+                }
                 fields.append((s, j))
                 i = j + 1
-                while i < span.1 && b[i] != 0x2C { i += 1 }
+                guard i >= span.1 || b[i] == 0x2C else {
+                    throw RowError(column: nil, message: "'\(text(b, (i, span.1)))' after the closing quote", field: fields.count - 1)
+                }
             } else {
                 var j = i
                 while j < span.1 && b[j] != 0x2C { j += 1 }
@@ -184,11 +248,15 @@ public enum KaggleCSV {
     static func parseRow(_ b: UnsafeBufferPointer<UInt8>, _ span: (Int, Int), header: [String], imageColumn: Int,
                          idColumn: Int?, keypointIndex: [Int], image: UnsafeMutablePointer<Float>,
                          keypoints: UnsafeMutablePointer<Float>?) throws -> Int {
-        let fields = splitFields(b, span)
-        guard fields.count == header.count else {
-            throw RowError(column: fields.count < header.count ? header[fields.count] : "\(fields.count)",
-                           message: "\(fields.count) fields, the header has \(header.count)")
+        let fields: [(Int, Int)]
+        do { fields = try splitFields(b, span) } catch let e as RowError { throw e.naming(header) }
+        // strtof and friends stop at a NUL: a value holding one would be silently cut short.
+        if let p = memchr(b.baseAddress! + span.0, 0, span.1 - span.0) {
+            let at = UnsafePointer(p.assumingMemoryBound(to: UInt8.self)) - b.baseAddress!
+            let k = fields.firstIndex { at < $0.1 + 1 } ?? 0
+            throw RowError(column: header[min(k, header.count - 1)], message: "a NUL byte inside the value")
         }
+        guard fields.count == header.count else { throw fieldCountError(fields.count, header: header) }
         var id = 0
         for (c, f) in fields.enumerated() {
             if c == imageColumn {

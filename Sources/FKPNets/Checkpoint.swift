@@ -49,10 +49,22 @@ extension Net {
             guard e.shape == p.shape else {
                 throw CheckpointError(description: "\(path): tensor \(p.name) has shape \(e.shape), \(architecture.name) needs \(p.shape)")
             }
+            try Net.requireFinite(e, path: path)
             e.values.withUnsafeBufferPointer { backend.write($0, to: p.value, offset: 0) }
-            if velocities, let v = file["optimizer.velocity.\(p.name)"], v.shape == p.shape {
+            if velocities && trainable, let v = file["optimizer.velocity.\(p.name)"], v.shape == p.shape {
+                try Net.requireFinite(v, path: path)
                 v.values.withUnsafeBufferPointer { backend.write($0, to: p.velocity, offset: 0) }
             }
+        }
+    }
+
+    /// A NaN or infinite weight makes every prediction NaN (blank keypoints): refused when a model is read.
+    public static func requireFinite(_ e: Safetensors.Entry, path: String) throws {
+        let bad = e.values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+        guard bad == 0 else {
+            let first = e.values.firstIndex { !$0.isFinite }!
+            throw CheckpointError(description: "\(path): tensor \(e.name) has \(bad) NaN or infinite value\(bad == 1 ? "" : "s") "
+                + "(the first at index \(first): \(e.values[first])); the model is damaged")
         }
     }
 }

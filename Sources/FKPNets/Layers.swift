@@ -12,14 +12,15 @@ public final class Parameter {
     /// Glorot-uniform bound for weights (Lasagne's default), nil for biases (zeros).
     let fans: (fanIn: Int, fanOut: Int)?
 
-    init(name: String, shape: [Int], fans: (Int, Int)?, backend: Backend) {
+    /// `trainable: false` (a net that only predicts) leaves gradient and velocity empty.
+    init(name: String, shape: [Int], fans: (Int, Int)?, trainable: Bool, backend: Backend) {
         self.name = name
         self.shape = shape
         self.fans = fans
         let n = shape.reduce(1, *)
         value = backend.makeBuffer(count: n)
-        gradient = backend.makeBuffer(count: n)
-        velocity = backend.makeBuffer(count: n)
+        gradient = backend.makeBuffer(count: trainable ? n : 0)
+        velocity = backend.makeBuffer(count: trainable ? n : 0)
     }
 }
 
@@ -48,10 +49,10 @@ public final class DenseLayer: Layer {
     public var outputShape: [Int] { [outputs] }
     let backend: Backend
 
-    init(name: String, inputs: Int, outputs: Int, relu: Bool, maxBatch: Int, needsInputGradient: Bool, backend: Backend) {
+    init(name: String, inputs: Int, outputs: Int, relu: Bool, maxBatch: Int, needsInputGradient: Bool, trainable: Bool = true, backend: Backend) {
         (self.name, self.inputs, self.outputs, self.relu, self.backend) = (name, inputs, outputs, relu, backend)
-        weight = Parameter(name: "\(name).weight", shape: [inputs, outputs], fans: (inputs, outputs), backend: backend)
-        bias = Parameter(name: "\(name).bias", shape: [outputs], fans: nil, backend: backend)
+        weight = Parameter(name: "\(name).weight", shape: [inputs, outputs], fans: (inputs, outputs), trainable: trainable, backend: backend)
+        bias = Parameter(name: "\(name).bias", shape: [outputs], fans: nil, trainable: trainable, backend: backend)
         output = backend.makeBuffer(count: maxBatch * outputs)
         inputGradient = needsInputGradient ? backend.makeBuffer(count: maxBatch * inputs) : nil
     }
@@ -79,7 +80,7 @@ public final class ConvLayer: Layer {
     public var outputShape: [Int] { [shape.outHeight, shape.outWidth, shape.outChannels] }
     let backend: Backend
 
-    init(name: String, input: [Int], filters: Int, kernel: Int, maxBatch: Int, needsInputGradient: Bool, backend: Backend) {
+    init(name: String, input: [Int], filters: Int, kernel: Int, maxBatch: Int, needsInputGradient: Bool, trainable: Bool = true, backend: Backend) {
         precondition(input.count == 3, "\(name): a convolution needs an image input, got \(input)")
         self.name = name
         self.backend = backend
@@ -87,8 +88,8 @@ public final class ConvLayer: Layer {
                           outChannels: filters, kernel: kernel)
         // Lasagne: fan_in = Cin*k*k, fan_out = Cout*k*k.
         weight = Parameter(name: "\(name).weight", shape: [kernel, kernel, input[2], filters],
-                           fans: (input[2] * kernel * kernel, filters * kernel * kernel), backend: backend)
-        bias = Parameter(name: "\(name).bias", shape: [filters], fans: nil, backend: backend)
+                           fans: (input[2] * kernel * kernel, filters * kernel * kernel), trainable: trainable, backend: backend)
+        bias = Parameter(name: "\(name).bias", shape: [filters], fans: nil, trainable: trainable, backend: backend)
         output = backend.makeBuffer(count: shape.outputCount)
         inputGradient = needsInputGradient ? backend.makeBuffer(count: shape.inputCount) : nil
     }
@@ -116,13 +117,13 @@ public final class MaxPoolLayer: Layer {
     public var outputShape: [Int] { [shape.outHeight, shape.outWidth, shape.channels] }
     let backend: Backend
 
-    init(name: String, input: [Int], maxBatch: Int, backend: Backend) {
+    init(name: String, input: [Int], maxBatch: Int, trainable: Bool = true, backend: Backend) {
         precondition(input.count == 3, "\(name): pooling needs an image input, got \(input)")
         self.name = name
         self.backend = backend
         shape = PoolShape(batch: maxBatch, height: input[0], width: input[1], channels: input[2])
         output = backend.makeBuffer(count: shape.outputCount)
-        inputGradient = backend.makeBuffer(count: shape.inputCount)
+        inputGradient = trainable ? backend.makeBuffer(count: shape.inputCount) : nil
     }
 
     func shape(batch: Int) -> PoolShape { var s = shape; s.batch = batch; return s }
@@ -154,12 +155,12 @@ public final class DropoutLayer: Layer {
     var seed: UInt64 = 0
     var training = false
 
-    init(name: String, rate: Float, input: [Int], maxBatch: Int, backend: Backend) {
+    init(name: String, rate: Float, input: [Int], maxBatch: Int, trainable: Bool = true, backend: Backend) {
         precondition(rate >= 0 && rate < 1, "\(name): dropout rate \(rate) outside [0, 1)")
         (self.name, self.rate, self.outputShape, self.backend) = (name, rate, input, backend)
         perImage = input.reduce(1, *)
         output = backend.makeBuffer(count: maxBatch * perImage)
-        inputGradient = backend.makeBuffer(count: maxBatch * perImage)
+        inputGradient = trainable ? backend.makeBuffer(count: maxBatch * perImage) : nil
     }
 
     public func forward(_ input: DeviceBuffer, batch: Int, training: Bool) {

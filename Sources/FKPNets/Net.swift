@@ -8,6 +8,9 @@ public final class Net {
     public let architecture: Architecture
     public let backend: Backend
     public let maxBatch: Int
+    /// False for a net that only predicts: no gradients, velocities or input gradients are allocated
+    /// (for net2 that is two thirds of the memory), and training it is a programming error.
+    public let trainable: Bool
     public let layers: [Layer]
     public let input: DeviceBuffer
     public let target: DeviceBuffer
@@ -26,10 +29,12 @@ public final class Net {
     public var outputs: Int { architecture.outputs }
     public var output: DeviceBuffer { layers.last!.output }
 
-    public init(_ architecture: Architecture, backend: Backend, maxBatch: Int) {
+    public init(_ architecture: Architecture, backend: Backend, maxBatch: Int, trainable: Bool = true) {
+        precondition(maxBatch >= 1, "maxBatch \(maxBatch) (at least 1)")
         self.architecture = architecture
         self.backend = backend
         self.maxBatch = maxBatch
+        self.trainable = trainable
         var shape = architecture.inputShape
         var built: [Layer] = []
         for spec in architecture.layers {
@@ -38,17 +43,17 @@ public final class Net {
             switch spec {
             case let .conv(name, filters, kernel):
                 layer = ConvLayer(name: name, input: shape, filters: filters, kernel: kernel, maxBatch: maxBatch,
-                                  needsInputGradient: !first, backend: backend)
+                                  needsInputGradient: !first && trainable, trainable: trainable, backend: backend)
             case let .pool(name):
-                layer = MaxPoolLayer(name: name, input: shape, maxBatch: maxBatch, backend: backend)
+                layer = MaxPoolLayer(name: name, input: shape, maxBatch: maxBatch, trainable: trainable, backend: backend)
             case let .dense(name, units):
                 layer = DenseLayer(name: name, inputs: shape.reduce(1, *), outputs: units, relu: true,
-                                   maxBatch: maxBatch, needsInputGradient: !first, backend: backend)
+                                   maxBatch: maxBatch, needsInputGradient: !first && trainable, trainable: trainable, backend: backend)
             case let .dropout(name, rate):
-                layer = DropoutLayer(name: name, rate: rate, input: shape, maxBatch: maxBatch, backend: backend)
+                layer = DropoutLayer(name: name, rate: rate, input: shape, maxBatch: maxBatch, trainable: trainable, backend: backend)
             case let .output(units):
                 layer = DenseLayer(name: "output", inputs: shape.reduce(1, *), outputs: units, relu: false,
-                                   maxBatch: maxBatch, needsInputGradient: !first, backend: backend)
+                                   maxBatch: maxBatch, needsInputGradient: !first && trainable, trainable: trainable, backend: backend)
             }
             built.append(layer)
             shape = layer.outputShape
@@ -57,6 +62,18 @@ public final class Net {
         input = backend.makeBuffer(count: maxBatch * architecture.inputShape.reduce(1, *))
         target = backend.makeBuffer(count: maxBatch * architecture.outputs)
         outputGradient = backend.makeBuffer(count: maxBatch * architecture.outputs)
+    }
+
+    /// The same net (weights copied, same trainability) with buffers for `maxBatch` images.
+    public func resized(maxBatch: Int) -> Net {
+        let net = Net(architecture, backend: backend, maxBatch: maxBatch, trainable: trainable)
+        for (p, q) in zip(parameters, net.parameters) {
+            backend.download(p.value).withUnsafeBufferPointer { backend.write($0, to: q.value, offset: 0) }
+            if trainable { backend.download(p.velocity).withUnsafeBufferPointer { backend.write($0, to: q.velocity, offset: 0) } }
+        }
+        net.step = step
+        net.dropoutSeed = dropoutSeed
+        return net
     }
 
     /// Lasagne's initialisation: Glorot-uniform weights (bound sqrt(6 / (fan_in + fan_out))), zero biases,
@@ -72,7 +89,7 @@ public final class Net {
                 for i in 0..<t.count { t[i] = (rng.nextFloat() * 2 - 1) * bound }
             }
             backend.write(t, to: p.value)
-            backend.write(Tensor(shape: [p.count]), to: p.velocity)
+            if trainable { backend.write(Tensor(shape: [p.count]), to: p.velocity) }
         }
     }
 
@@ -89,6 +106,7 @@ public final class Net {
     /// Forward + MSE + backward + Nesterov update on the batch in `input`/`target`. Returns the loss.
     @discardableResult
     public func trainStep(batch: Int, learningRate: Float, momentum: Float) -> Float {
+        precondition(trainable, "trainStep on a net built for prediction only")
         step += 1
         for (i, layer) in layers.enumerated() {
             if let d = layer as? DropoutLayer {

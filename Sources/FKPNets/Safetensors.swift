@@ -77,9 +77,20 @@ public enum Safetensors {
                   let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
             else { throw fail("tensor \(name) has a malformed entry") }
             guard let dtype = DType(rawValue: dtypeName) else { throw fail("tensor \(name) has dtype \(dtypeName) (F32 and F16 are read)") }
-            let count = shape.reduce(1, *)
+            // Checked arithmetic throughout: shapes and offsets come from the file and may be anything.
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name): negative dimension in shape \(shape)") }
             let width = dtype == .f32 ? 4 : 2
-            guard offsets[0] >= 0, offsets[1] - offsets[0] == count * width, base + offsets[1] <= data.count else {
+            let available = data.count - base
+            // With a zero dimension the tensor is empty whatever the others say; otherwise the partial
+            // products only grow, so each can be checked against the bytes there are.
+            var count = shape.contains(0) ? 0 : 1
+            for d in shape where count > 0 {
+                let (c, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, c <= available else { throw fail("tensor \(name): shape \(shape) needs more bytes than the file has") }
+                count = c
+            }
+            guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= available,
+                  offsets[1] - offsets[0] == count * width else {
                 throw fail("tensor \(name): offsets \(offsets) do not fit shape \(shape) and the file size")
             }
             var values = [Float](repeating: 0, count: count)

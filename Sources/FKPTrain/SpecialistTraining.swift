@@ -20,6 +20,7 @@ public func copyPretrained(from file: Safetensors.File, path: String, into net: 
         guard let e = file[p.name], e.shape == p.shape else {
             throw CheckpointError(description: "\(path): \(p.name) is missing or has another shape; pre-train with the same architecture")
         }
+        try Net.requireFinite(e, path: path)
         e.values.withUnsafeBufferPointer { net.backend.write($0, to: p.value, offset: 0) }
         copied += 1
     }
@@ -56,6 +57,7 @@ public func trainSpecialists(setup: TrainingSetup, epochs: Int?, pretrained: Str
             ?? max(1, Int(budget / Double(rows.count)))
         config.flipPairs = base.flipPairs == nil ? nil : group.flipPairs.map { ($0[0], $0[1]) }
         let split = Split(rows: rows, seed: config.seed)
+        config = try config.checked(trainingRows: split.train.count)
         let net = Net(setup.architecture(outputs: group.columns.count), backend: backend, maxBatch: config.batchSize)
         net.initialise(seed: config.seed &+ UInt64(k))
         if let pre { _ = try copyPretrained(from: pre, path: pretrained!, into: net) }

@@ -51,6 +51,72 @@ public struct TrainerState: Codable, Sendable, Equatable {
     var dropoutSeed: UInt64 = 0
     public var bestValidLoss = Double.infinity
     public var bestEpoch = 0
+
+    /// Checks a state read from a file against the run it is to continue: `trainRows` training rows,
+    /// `batchSize` rows a batch, `epochs` planned. Everything a resumed run indexes or counts with is
+    /// checked, so a damaged or hand-edited checkpoint fails here with a reason instead of trapping,
+    /// reading out of bounds or training on the wrong rows later.
+    public func validate(trainRows: Int, batchSize: Int, epochs: Int) throws {
+        func bad(_ why: String) -> CheckpointError { CheckpointError(description: "trainer state: " + why) }
+        guard batchSize >= 1 else { throw bad("batch size \(batchSize) (at least 1)") }
+        guard history.count <= epochs else {
+            throw bad("\(history.count) epochs done, past the \(epochs) planned (give a larger --epochs to continue)")
+        }
+        for (i, r) in history.enumerated() {
+            guard r.epoch == i + 1 else { throw bad("history row \(i + 1) is for epoch \(r.epoch); epochs must run 1, 2, 3, ...") }
+            guard r.trainLoss.isFinite, r.trainLoss >= 0, r.validLoss.isNaN || r.validLoss >= 0 else {
+                throw bad("epoch \(r.epoch) has losses \(r.trainLoss) / \(r.validLoss)")
+            }
+        }
+        guard bestEpoch >= 0, bestEpoch <= history.count else {
+            throw bad("best epoch \(bestEpoch), but \(history.count) epochs are done")
+        }
+        guard bestEpoch == 0 ? bestValidLoss == .infinity || bestValidLoss.isNaN : bestValidLoss == history[bestEpoch - 1].validLoss else {
+            throw bad("best valid loss \(bestValidLoss) does not match epoch \(bestEpoch)'s")
+        }
+        if let order {
+            guard order.count == trainRows else {
+                throw bad("the batch order has \(order.count) rows, the training data \(trainRows)")
+            }
+            var seen = [Bool](repeating: false, count: trainRows)
+            for i in order {
+                guard i >= 0, i < trainRows, !seen[i] else {
+                    throw bad("the batch order is not a permutation of the \(trainRows) training rows (row \(i))")
+                }
+                seen[i] = true
+            }
+            guard nextBatchStart >= 0, nextBatchStart <= order.count else {
+                throw bad("position \(nextBatchStart) outside the epoch's \(order.count) rows")
+            }
+            // Every batch before the position took at least one row (the batch size may have changed
+            // since, so it bounds nothing here).
+            guard batchLosses.count <= nextBatchStart, batchLosses.isEmpty == (nextBatchStart == 0) else {
+                throw bad("\(batchLosses.count) batch losses for position \(nextBatchStart)")
+            }
+        } else {
+            // Between epochs the position is left over from the last one and unused (reset with the order).
+            guard batchLosses.isEmpty else { throw bad("batch losses of an epoch but no batch order") }
+        }
+        guard batchLosses.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw bad("a batch loss is negative or not finite") }
+        guard epochSeconds.isFinite, epochSeconds >= 0 else { throw bad("epoch time \(epochSeconds)") }
+        // One step per batch, and a batch takes at least one row: a bound that also keeps step + 1 from overflowing.
+        let (rows, overflow) = (history.count + 1).multipliedReportingOverflow(by: max(trainRows, 1))
+        guard !overflow, step <= UInt64(rows) else { throw bad("step \(step) is more than \(history.count + 1) epochs can take") }
+        guard rng.s != (0, 0, 0, 0) else { throw bad("the random generator's state is all zeros") }
+    }
+}
+
+extension TrainConfig {
+    /// The configuration for `trainingRows` rows: a batch size below 1 is an error, and one above the
+    /// row count is capped to it (the same batches, without buffers for rows that do not exist), so
+    /// memory follows the data and not the option.
+    public func checked(trainingRows: Int) throws -> TrainConfig {
+        guard batchSize >= 1 else { throw CheckpointError(description: "batch size \(batchSize) (at least 1)") }
+        guard epochs >= 0 else { throw CheckpointError(description: "\(epochs) epochs (at least 0)") }
+        var c = self
+        c.batchSize = min(batchSize, max(trainingRows, 1))
+        return c
+    }
 }
 
 /// Mini-batch SGD with Nesterov momentum, batches reshuffled every epoch, exactly as the tutorial trains;
@@ -217,9 +283,15 @@ public final class Trainer {
 
     /// Continues from a checkpoint written by saveCheckpoint.
     public func resume(from file: Safetensors.File, path: String) throws {
-        guard let json = file.metadata["trainer_state"],
-              let s = try? JSONDecoder().decode(TrainerState.self, from: Data(json.utf8)) else {
+        guard let json = file.metadata["trainer_state"] else {
             throw CheckpointError(description: "\(path): no trainer state in the metadata; it is a final model, not a checkpoint to resume")
+        }
+        let s: TrainerState
+        do { s = try JSONDecoder().decode(TrainerState.self, from: Data(json.utf8)) } catch {
+            throw CheckpointError(description: "\(path): the trainer state is not readable JSON of the expected form")
+        }
+        do { try s.validate(trainRows: train.count, batchSize: config.batchSize, epochs: config.epochs) } catch {
+            throw CheckpointError(description: "\(path): \(error)")
         }
         try net.load(file, path: path, velocities: true)
         state = s

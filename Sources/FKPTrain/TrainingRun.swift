@@ -138,9 +138,10 @@ public func historyPath(for modelPath: String) -> String {
 /// interrupted after saving: 130).
 public func trainNet(setup: TrainingSetup, resume: (file: Safetensors.File, path: String)?, out outPath: String,
                      device: DeviceChoice, threads: Int?, skipBadRows: Bool) throws -> Trainer {
-    let config = setup.config
-    let data = try setup.frames.map { try framesData(dir: $0, warp: setup.warp, seed: config.seed) }
-        ?? csvData(path: setup.data, seed: config.seed, skipBadRows: skipBadRows)
+    let data = try setup.frames.map { try framesData(dir: $0, warp: setup.warp, seed: setup.config.seed) }
+        ?? csvData(path: setup.data, seed: setup.config.seed, skipBadRows: skipBadRows)
+    // Buffers are sized by the batch: never larger than the rows there are.
+    let config = try setup.config.checked(trainingRows: data.train.count)
     let backend = try device.makeBackend(threads: threads)
     let net = Net(setup.architecture(), backend: backend, maxBatch: config.batchSize)
     net.initialise(seed: config.seed)

@@ -2,6 +2,7 @@ import ArgumentParser
 import FKPAnnotate
 import FKPDetect
 import FKPExport
+import FKPInference
 import FKPNets
 import FKPTensor
 import FKPTrain
@@ -45,6 +46,7 @@ struct ExportModel: ParsableCommand {
             return
         }
         let file = try Safetensors.read(path: input)
+        try ModelFile.validate(file, path: input, dtype: float16 ? .f16 : .f32)
         let weights = file.tensors.filter { !$0.name.hasPrefix("optimizer.") && !$0.name.hasPrefix("best.") }
         var meta = file.metadata
         meta.removeValue(forKey: "trainer_state")

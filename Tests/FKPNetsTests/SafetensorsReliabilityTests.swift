@@ -1,0 +1,91 @@
+import FKPEngine
+import FKPNets
+import FKPTensor
+import Foundation
+import XCTest
+
+/// Issue 11: safetensors headers with any numbers are errors naming the file, never traps; round trips
+/// are exact; mutations of valid files give a value or an error; non-finite weights are refused.
+final class SafetensorsReliabilityTests: XCTestCase {
+    func file(header: String, dataBytes: Int = 16) -> Data {
+        var json = Data(header.utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var d = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { d.append(contentsOf: $0) }
+        return d + json + Data(count: dataBytes)
+    }
+
+    func testOverflowingShapesAndOffsetsAreErrors() {
+        let max = Int64.max, min = Int64.min
+        let cases: [(String, String)] = [
+            ("[0, \(max)]", "[4]"), ("[\(max - 2), \(max)]", "[0]"), ("[\(min), 4]", "[1]"), ("[4, \(min)]", "[1]"),
+            ("[0, 16]", "[\(max), 2]"), ("[0, 16]", "[-2, -2]"), ("[0, 16]", "[-1]"), ("[0, 16]", "[4294967296, 4294967296]"),
+            ("[0, 16]", "[3037000500, 3037000500]"), ("[8, 0]", "[0]"),
+        ]
+        for (offsets, shape) in cases {
+            let data = file(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":\(shape),\"data_offsets\":\(offsets)}}")
+            XCTAssertThrowsError(try Safetensors.decode(data, path: "x.safetensors"), "\(offsets) \(shape)") { e in
+                XCTAssertTrue("\(e)".hasPrefix("x.safetensors: ") && "\(e)".contains("tensor t"), "\(e)")
+            }
+        }
+    }
+
+    func testRoundTripIsExact() throws {
+        var rng = Xoshiro(seed: 21)
+        for trial in 0..<40 {
+            let tensors = (0..<(1 + Int(rng.next() % 4))).map { k -> Safetensors.Entry in
+                let shape = (0..<Int(rng.next() % 4)).map { _ in Int(rng.next() % 5) }
+                let n = shape.reduce(1, *)
+                // Bit patterns, NaN payloads and infinities included: the format stores bits.
+                let values = (0..<n).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) }
+                return .init(name: "t\(k)", shape: shape, values: values)
+            }
+            let file = Safetensors.File(tensors: tensors, metadata: trial % 2 == 0 ? ["k": "v\(trial)"] : [:])
+            let back = try Safetensors.decode(try Safetensors.encode(file))
+            XCTAssertEqual(back.metadata, file.metadata)
+            XCTAssertEqual(back.tensors.map(\.name), tensors.map(\.name))
+            for (a, b) in zip(back.tensors, tensors) {
+                XCTAssertEqual(a.shape, b.shape)
+                XCTAssertEqual(a.values.map(\.bitPattern), b.values.map(\.bitPattern))
+            }
+            // float16: exact for values float16 holds
+            let halves = Safetensors.File(tensors: [.init(name: "h", shape: [3], values: [0.5, -2, 65504])], metadata: [:])
+            XCTAssertEqual(try Safetensors.decode(try Safetensors.encode(halves, dtype: .f16))["h"]?.values, [0.5, -2, 65504])
+        }
+    }
+
+    func testMutatedFilesNeverTrap() throws {
+        let valid = [UInt8](try Safetensors.encode(.init(tensors: [
+            .init(name: "a.weight", shape: [2, 3], values: [1, 2, 3, 4, 5, 6]), .init(name: "a.bias", shape: [3], values: [0, 1, 2]),
+        ], metadata: ["model": "net1"])))
+        var rng = Xoshiro(seed: 22)
+        let digits = [UInt8]("0123456789-".utf8)
+        for _ in 0..<400 {
+            var b = valid
+            for _ in 0...Int(rng.next() % 3) where !b.isEmpty {
+                let i = Int(rng.next() % UInt64(b.count))
+                switch rng.next() % 4 {
+                case 0: b[i] = digits[Int(rng.next() % UInt64(digits.count))]  // numbers in the header change
+                case 1: b[i] ^= UInt8(1 << (rng.next() % 8))
+                case 2: b.insert(contentsOf: [UInt8]("99999999999999999".utf8), at: i)
+                default: b = Array(b.prefix(i))
+                }
+            }
+            _ = try? Safetensors.decode(Data(b), path: "m.safetensors")
+        }
+    }
+
+    func testNonFiniteWeightsAreRefusedAtLoad() throws {
+        let cpu = CPUBackend(threads: 1)
+        let net = Net(.net1(), backend: cpu, maxBatch: 1)
+        net.initialise(seed: 1)
+        for bad in [Float.nan, .infinity, -.infinity] {
+            var tensors = net.exportParameters().map { Safetensors.Entry(name: $0.name, shape: $0.shape, values: $0.values) }
+            tensors[2].values[7] = bad
+            let other = Net(.net1(), backend: cpu, maxBatch: 1)
+            XCTAssertThrowsError(try other.load(.init(tensors: tensors, metadata: [:]), path: "nan.safetensors")) { e in
+                XCTAssertTrue("\(e)".contains("nan.safetensors: tensor \(tensors[2].name) has 1 NaN or infinite value"), "\(e)")
+            }
+        }
+    }
+}
