@@ -104,7 +104,9 @@ public enum FramesEvaluation {
         return (BoxFraming(dx: FramesReport.median(dx), dy: FramesReport.median(dy), size: FramesReport.median(size)), dx.count)
     }
 
-    public static func run(_ set: LandmarkSet, model: AlignedModel, framing: BoxFraming, cascade: HaarCascade,
+    /// A photo model runs its passes; a model for 96x96 faces gets one crop per face from the box, as
+    /// annotate gave it before photo models (the old way, kept measurable side by side).
+    public static func run(_ set: LandmarkSet, model: KeypointModel, framing: BoxFraming, cascade: HaarCascade,
                            parameters: DetectionParameters = .init(), passes: Int? = nil, sheetFaces: Int = 0) throws -> FramesReport {
         let started = Date()
         let images = try decode(set.images)
@@ -122,9 +124,10 @@ public enum FramesEvaluation {
                 return framing.photoToCrop(x: Double(b.x), y: Double(b.y), width: Double(b.width))
             }
             var finalCrops = [Similarity](repeating: .identity, count: found.count)
-            let detected = finalCrops.withUnsafeMutableBufferPointer {
-                model.predict(photos: planes, faces: zip(found, starts).map { AlignedModel.Face(photo: $0, start: $1) },
-                              passes: passes, crops: $0.baseAddress)
+            let faces = zip(found, starts).map { AlignedModel.Face(photo: $0, start: $1) }
+            let detected = finalCrops.withUnsafeMutableBufferPointer { crops in
+                (model as? AlignedModel)?.predict(photos: planes, faces: faces, passes: passes, crops: crops.baseAddress)
+                    ?? { for j in 0..<faces.count { crops[j] = faces[j].start }; return predictCrops(model, planes, faces) }()
             }
             report.seconds = Date().timeIntervalSince(started)
             report.perKeypoint = [Double](repeating: 0, count: 15)
@@ -150,8 +153,14 @@ public enum FramesEvaluation {
             }
             // Perfect crops: every face (found or not), its own alignment, one pass of the last net.
             let aligned = (0..<set.count).compactMap { i in CanonicalFace.alignment(for: set.keypoints[i]).map { (i, $0) } }
-            let last = AlignedModel(nets: [model.nets[model.nets.count - 1]], framing: nil, defaultPasses: 1)
-            let perfect = last.predict(photos: planes, faces: aligned.map { AlignedModel.Face(photo: $0.0, start: $0.1) }, passes: 1)
+            let perfectFaces = aligned.map { AlignedModel.Face(photo: $0.0, start: $0.1) }
+            let perfect: [[Double]]
+            if let photoModel = model as? AlignedModel {
+                let last = AlignedModel(nets: [photoModel.nets[photoModel.nets.count - 1]], framing: nil, defaultPasses: 1)
+                perfect = last.predict(photos: planes, faces: perfectFaces, passes: 1)
+            } else {
+                perfect = predictCrops(model, planes, perfectFaces)
+            }
             for (j, (i, t)) in aligned.enumerated() {
                 report.perfect.append(CanonicalFace.nme(predicted: perfect[j], reference: set.keypoints[i]))
                 report.meanShapePerfect.append(CanonicalFace.nme(predicted: t.inverse.apply(mean), reference: set.keypoints[i]))
@@ -198,6 +207,17 @@ public enum PhotoModelExport {
         let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         return (nets.count, bytes)
     }
+}
+
+/// A 96x96-face model on one crop per face (cut through its start transform), back in photo pixels.
+func predictCrops(_ model: KeypointModel, _ planes: [GrayPlane], _ faces: [AlignedModel.Face]) -> [[Double]] {
+    guard !faces.isEmpty else { return [] }
+    let size = CanonicalFace.side * CanonicalFace.side
+    let images = Tensor(shape: [faces.count, size])
+    DispatchQueue.concurrentPerform(iterations: faces.count) { j in
+        planes[faces[j].photo].warp(into: images.data + j * size, side: CanonicalFace.side, outToSource: faces[j].start.inverse)
+    }
+    return zip(model.predict(images), faces).map { p, f in f.start.inverse.apply(p.map(Double.init)) }
 }
 
 /// Grey planes over pixel arrays (0...1), valid for the duration of `body`.

@@ -62,13 +62,14 @@ struct Evaluate: ParsableCommand {
     }
 
     func runFrames(_ dir: String) throws {
-        guard let aligned = try model.load(engine) as? AlignedModel else {
-            throw FKPError.setup("\(model.path) is a model for 96x96 faces; --frames needs a photo model (made by export-model --second-pass/--frames)")
-        }
+        let loaded = try model.load(engine)
+        let aligned = loaded as? AlignedModel
         if let sheet { try OutputGuard(inputs: [dir, model.path]).check(file: sheet, option: "--sheet") }
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
-        let r = try FramesEvaluation.run(set, model: aligned, framing: aligned.framing ?? BoxFraming.detectorDefault,
+        // A 96x96-face model gets annotate's old single crop from the box (framing measured on 96x96 faces).
+        let legacy = BoxFraming(dx: CropMapping.calibrated.dx, dy: CropMapping.calibrated.dy, size: CropMapping.calibrated.size)
+        let r = try FramesEvaluation.run(set, model: loaded, framing: aligned.map { $0.framing ?? .detectorDefault } ?? legacy,
                                          cascade: try HaarCascade(contentsOf: cascade), passes: passes, sheetFaces: sheet == nil ? 0 : 48)
         if let sheet {
             try PNGCodec.writeRGB(ContactSheet.draw(r.tiles.map {
@@ -77,8 +78,8 @@ struct Evaluate: ParsableCommand {
             Log.info("wrote \(sheet)")
         }
         let rows = [("detected", "detector + net", r.detected), ("mean_shape_detected", "detector box + mean shape", r.meanShapeDetected),
-                    ("perfect", "perfect crop + net (1 pass)", r.perfect), ("mean_shape_perfect", "perfect crop + mean shape", r.meanShapePerfect)]
-        let people = Set(set.persons).count, usedPasses = passes ?? aligned.defaultPasses
+                    ("perfect", "perfect crop + net (one pass)", r.perfect), ("mean_shape_perfect", "perfect crop + mean shape", r.meanShapePerfect)]
+        let people = Set(set.persons).count, usedPasses = aligned.map { passes ?? $0.defaultPasses } ?? 1
         if format == .json {
             var o: [String: Any] = ["model": model.path, "frames": dir, "photos": r.photos, "found": r.found, "people": people,
                                     "passes": usedPasses, "seconds": r.seconds]
