@@ -1,8 +1,10 @@
 import FKPEngine
 import FKPExport
+@testable import FKPInference
 import FKPIngest
 import FKPNets
 import FKPTensor
+import FKPTestSupport
 @testable import FKPTrain
 import Foundation
 import XCTest
@@ -101,7 +103,14 @@ extension RecipeTests {
     /// Predicting one face held buffers for 128 training images (818 MB with the bundled model): a loaded
     /// model holds no training buffers and grows to the batches it is given.
     func testLoadedModelsHoldBuffersForTheBatchesPredicted() throws {
-        let path = repoRoot.appendingPathComponent("samples/model.safetensors").path
+        // A net2 model file (random weights: sizes are what matter here).
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-buffers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("net2.safetensors").path
+        let made = Net(Preset.named("net2")!.architecture, backend: CPUBackend(threads: 2), maxBatch: 1)
+        made.initialise(seed: 3)
+        try made.save(path: path, metadata: ["model": "net2"])
         let model = try XCTUnwrap(try ModelFile.loadModel(path: path, backend: CPUBackend(threads: 2)) as? SingleNetModel)
         XCTAssertEqual(model.net.maxBatch, 1)
         XCTAssertFalse(model.net.trainable)
@@ -116,6 +125,12 @@ extension RecipeTests {
         // The same predictions as a training-sized net.
         let full = try ModelFile.load(path: path, backend: CPUBackend(threads: 2), maxBatch: 128)
         XCTAssertEqual(predictKeypoints(net: full, images: faces.images), three)
+
+        // The bundled photo model's nets likewise start at one image and grow to the faces asked for.
+        let photo = try XCTUnwrap(try ModelFile.loadModel(path: repoPath("samples/model.safetensors"), backend: CPUBackend(threads: 2)) as? AlignedModel)
+        XCTAssertTrue(photo.nets.allSatisfy { $0.maxBatch == 1 && !$0.trainable })
+        _ = photo.predict(faces.images)
+        XCTAssertTrue(photo.nets.allSatisfy { $0.maxBatch == 3 })
     }
 
     /// NaN weights gave blank keypoints with exit 0, and export-model wrote such models.
