@@ -160,13 +160,7 @@ public final class AlignedModel: KeypointModel {
             guard let arch = Preset.named(archName)?.architecture else {
                 throw CheckpointError(description: "\(path): unknown architecture '\(archName)' for pass \(k)")
             }
-            let net = Net(arch, backend: backend, maxBatch: 1, trainable: false)
-            let p = "\(prefix)\(k)."
-            let sub = Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix(p) }.map {
-                .init(name: String($0.name.dropFirst(p.count)), shape: $0.shape, values: $0.values)
-            }, metadata: [:])
-            try net.load(sub, path: "\(path) (pass \(k))")
-            nets.append(net)
+            nets.append(try loadPredictionNet(arch, from: file, prefix: "\(prefix)\(k).", path: "\(path) (pass \(k))", backend: backend))
             k += 1
         }
         guard !nets.isEmpty else { throw CheckpointError(description: "\(path): an aligned model without nets (no pass1_model)") }

@@ -103,15 +103,20 @@ public final class SpecialistBundle: KeypointModel {
             guard let arch = Preset.named(base)?.architecture(outputs: g.columns.count) else {
                 throw CheckpointError(description: "\(path): unknown base architecture '\(base)'")
             }
-            let net = Net(arch, backend: backend, maxBatch: 1, trainable: false)
             let prefix = "\(Self.prefix)\(k + 1)."
-            let sub = Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix(prefix) }.map {
-                .init(name: String($0.name.dropFirst(prefix.count)), shape: $0.shape, values: $0.values)
-            }, metadata: [:])
-            try net.load(sub, path: "\(path) (\(prefix.dropLast()))")
-            nets.append(net)
+            nets.append(try loadPredictionNet(arch, from: file, prefix: prefix, path: "\(path) (\(prefix.dropLast()))", backend: backend))
         }
         return SpecialistBundle(nets: nets, groups: groups, maxBatch: maxBatch)
     }
 }
 
+/// One net of a bundle file (its tensors named "<prefix><name>"), built for prediction only (no training
+/// buffers, room for one image; it grows to the batches asked for).
+func loadPredictionNet(_ arch: Architecture, from file: Safetensors.File, prefix: String, path: String, backend: Backend) throws -> Net {
+    let net = Net(arch, backend: backend, maxBatch: 1, trainable: false)
+    let sub = Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix(prefix) }.map {
+        .init(name: String($0.name.dropFirst(prefix.count)), shape: $0.shape, values: $0.values)
+    }, metadata: [:])
+    try net.load(sub, path: path)
+    return net
+}

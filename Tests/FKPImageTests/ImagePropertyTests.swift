@@ -25,32 +25,14 @@ final class ImagePropertyTests: XCTestCase {
     }
 
     /// Flips, overwrites, inserts and deletes bytes of `seed`, `count` times, and hands each result to `read`.
-    static func mutations(of seed: [UInt8], count: Int, rngSeed: UInt64, _ read: (Data) -> Void) {
-        var rng = Xoshiro(seed: rngSeed)
-        for _ in 0..<count {
-            var b = seed
-            for _ in 0...Int(rng.next() % 4) {
-                let i = Int(rng.next() % UInt64(max(b.count, 1)))
-                switch rng.next() % 5 {
-                case 0 where !b.isEmpty: b[i] ^= UInt8(1 << (rng.next() % 8))
-                case 1 where !b.isEmpty: b[i] = [0, 0xFF, 0x7F, 0x80, UInt8(truncatingIfNeeded: rng.next())][Int(rng.next() % 5)]
-                case 2: b.insert(contentsOf: (0..<Int(rng.next() % 8)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, at: i)
-                case 3 where !b.isEmpty: b.removeSubrange(i..<min(b.count, i + 1 + Int(rng.next() % 16)))
-                default: b = Array(b.prefix(Int(rng.next() % UInt64(b.count + 1))))
-                }
-            }
-            read(Data(b))
-        }
-    }
-
     func testMutatedImagesNeverTrap() throws {
         let png = try [UInt8](Data(contentsOf: repoRoot.appendingPathComponent("samples/faces/face_1.png")))
-        Self.mutations(of: png, count: 300, rngSeed: 1) { d in
+        Mutations.apply(to: png, count: 300, rngSeed: 1) { d in
             _ = try? PNGCodec.decodeRGB(d, name: "m.png", maxPixels: 1 << 22)
             _ = try? PNGCodec.decodeGray(d, name: "m.png", maxPixels: 1 << 22)
         }
         let jpeg = [UInt8](try JPEGCodec.encodeRGB(JPEGTests.source))
-        Self.mutations(of: jpeg, count: 300, rngSeed: 2) { d in
+        Mutations.apply(to: jpeg, count: 300, rngSeed: 2) { d in
             _ = try? JPEGCodec.decodeRGB(d, name: "m.jpg", maxPixels: 1 << 22, onWarning: { _ in })
         }
     }

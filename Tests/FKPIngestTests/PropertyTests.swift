@@ -1,5 +1,6 @@
 @testable import FKPIngest
 import FKPTensor
+import FKPTestSupport
 import Foundation
 import XCTest
 
@@ -31,29 +32,11 @@ final class ReaderPropertyTests: XCTestCase {
         }
     }
 
-    static func mutations(of seed: [UInt8], count: Int, rngSeed: UInt64, _ read: (Data) -> Void) {
-        var rng = Xoshiro(seed: rngSeed)
-        for _ in 0..<count {
-            var b = seed
-            for _ in 0...Int(rng.next() % 4) {
-                let i = Int(rng.next() % UInt64(max(b.count, 1)))
-                switch rng.next() % 5 {
-                case 0 where !b.isEmpty: b[i] ^= UInt8(1 << (rng.next() % 8))
-                case 1 where !b.isEmpty: b[i] = [0, 0xFF, 0x7F, 0x80, UInt8(truncatingIfNeeded: rng.next())][Int(rng.next() % 5)]
-                case 2: b.insert(contentsOf: (0..<Int(rng.next() % 8)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, at: i)
-                case 3 where !b.isEmpty: b.removeSubrange(i..<min(b.count, i + 1 + Int(rng.next() % 16)))
-                default: b = Array(b.prefix(Int(rng.next() % UInt64(b.count + 1))))
-                }
-            }
-            read(Data(b))
-        }
-    }
-
     func testMutatedCSVNeverTraps() throws {
         let pixels = (0..<Keypoints.imageSize).map { String($0 % 256) }.joined(separator: " ")
         let text = (Keypoints.columns + ["Image"]).joined(separator: ",") + "\n"
             + (0..<30).map { "\"\(Double($0) + 0.25)\"" }.joined(separator: ",") + "," + pixels + "\n"
-        Self.mutations(of: [UInt8](text.utf8), count: 300, rngSeed: 3) { d in
+        Mutations.apply(to: [UInt8](text.utf8), count: 300, rngSeed: 3) { d in
             _ = try? KaggleCSV.parse(d, name: "m.csv", threads: 1)
             _ = try? KaggleCSV.parse(d, name: "m.csv", skipBadRows: true, threads: 1)
         }

@@ -1,0 +1,24 @@
+import FKPTensor
+import Foundation
+
+/// Seeded byte mutations of a valid file (bit flips, odd bytes, insertions, deletions, truncation), for
+/// property tests that readers return a value or an error and never trap.
+public enum Mutations {
+    public static func apply(to seed: [UInt8], count: Int, rngSeed: UInt64, _ read: (Data) -> Void) {
+        var rng = Xoshiro(seed: rngSeed)
+        for _ in 0..<count {
+            var b = seed
+            for _ in 0...Int(rng.next() % 4) {
+                let i = Int(rng.next() % UInt64(max(b.count, 1)))
+                switch rng.next() % 5 {
+                case 0 where !b.isEmpty: b[i] ^= UInt8(1 << (rng.next() % 8))
+                case 1 where !b.isEmpty: b[i] = [0, 0xFF, 0x7F, 0x80, UInt8(truncatingIfNeeded: rng.next())][Int(rng.next() % 5)]
+                case 2: b.insert(contentsOf: (0..<Int(rng.next() % 8)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, at: i)
+                case 3 where !b.isEmpty: b.removeSubrange(i..<min(b.count, i + 1 + Int(rng.next() % 16)))
+                default: b = Array(b.prefix(Int(rng.next() % UInt64(b.count + 1))))
+                }
+            }
+            read(Data(b))
+        }
+    }
+}
