@@ -77,6 +77,12 @@ public final class AlignedModel: KeypointModel {
                 Similarity(angle: d, scale: 1, center: c), Similarity(angle: -d, scale: 1, center: c)]
     }()
 
+    /// No mirror- or jitter-averaging: one net run per face and pass.
+    public func averageNone() {
+        mirrorAverage = false
+        finalJitters = [.identity]
+    }
+
     /// One net over every face's crop (mirror-averaged when set); points back in photo pixels.
     func run(_ net: Net, photos: [GrayPlane], faces: [Face], transforms: [Similarity]) -> [[Double]] {
         let n = faces.count, side = CanonicalFace.side, size = side * side

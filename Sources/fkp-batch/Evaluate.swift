@@ -26,6 +26,8 @@ struct Evaluate: ParsableCommand {
     var frames: String?
     @Flag(name: .customLong("all-people"), help: "With --frames: every person, not only those held out of training.") var allPeople = false
     @Option(help: "With --frames: passes through the net (default: the model's).") var passes: Int?
+    @Flag(name: .customLong("no-averaging"), help: "With --frames: a photo model predicts each crop once (no mirror or jitter averaging), as annotate --no-averaging.")
+    var noAveraging = false
     @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
     @Option(help: ArgumentHelp("With --frames: write a contact sheet of 48 faces (reference green, prediction red, NME under each) to this PNG.", valueName: "png"))
     var sheet: String?
@@ -64,6 +66,7 @@ struct Evaluate: ParsableCommand {
     func runFrames(_ dir: String) throws {
         let loaded = try model.load(engine)
         let aligned = loaded as? AlignedModel
+        if noAveraging { aligned?.averageNone() }
         if let sheet { try OutputGuard(inputs: [dir, model.path]).check(file: sheet, option: "--sheet") }
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
