@@ -35,9 +35,19 @@ public struct OutputGuard: Sendable {
         return nil
     }
 
-    /// Throws a set-up error when `path` must not be written.
+    /// Throws a set-up error when `path` must not be written, or cannot be: its folder must exist now
+    /// (and be writable), so that a missing folder is found before the work, not after it.
     public func check(file path: String, option: String = "-o") throws {
         if let r = refusal(file: path, option: option) { throw FKPError.setup(r) }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: parent, isDirectory: &isDir) {
+            throw FKPError.setup("\(path): the folder \(parent) does not exist; create it first")
+        }
+        if !isDir.boolValue { throw FKPError.setup("\(path): \(parent) is not a folder") }
+        if access(parent, W_OK) != 0 {
+            throw FKPError.setup("\(path): cannot write into \(parent): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// An output folder: not empty, not an existing file; created when missing.
@@ -48,7 +58,7 @@ public struct OutputGuard: Sendable {
             throw FKPError.setup("\(option) \(path) is a file; annotated images go into a folder")
         }
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw FKPError.setup("\(path): cannot create the folder: \(error.localizedDescription)")
+            throw FKPError.setup("\(path): cannot create the folder: \(ioErrorText(error))")
         }
     }
 
