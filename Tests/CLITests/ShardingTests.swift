@@ -50,8 +50,8 @@ func shell(_ command: String) throws -> Run {
     p.environment = env
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("sh-\(UUID().uuidString)")
     let err = out.appendingPathExtension("err")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
+    try Data().write(to: out)
+    try Data().write(to: err)
     defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
     p.standardOutput = try FileHandle(forWritingTo: out)
     p.standardError = try FileHandle(forWritingTo: err)
@@ -143,7 +143,7 @@ final class ShardingTests: XCTestCase {
             for attempt in 1...4 {
                 let file = records.appendingPathComponent("shard-\(k).\(attempt).csv")
                 files.append(file)
-                FileManager.default.createFile(atPath: file.path, contents: nil)
+                try Data().write(to: file)
                 let p = Process()
                 p.executableURL = fkpBatchBinary
                 p.arguments = ["annotate", input.path, "-o", out.path, "--shard", "\(k)/2", "--skip-existing", "--threads", "1"]
@@ -200,7 +200,7 @@ final class ShardingTests: XCTestCase {
         XCTAssertEqual(r.stdout, "\(header)\na.png,0,,\nb.png,2,1,9\nb.png,2,2,6\n\"c,d.png\",1,1,7\n")
         XCTAssertTrue(r.stderr.contains("b.csv: dropping its last, unfinished line"), r.stderr)
         let empty = dir.appendingPathComponent("empty.csv")
-        FileManager.default.createFile(atPath: empty.path, contents: nil)
+        try Data().write(to: empty)
         XCTAssertEqual(try merge([empty, a]).stdout, "\(header)\nb.png,2,1,5\nb.png,2,2,6\n\"c,d.png\",1,1,7\n",
                        "an empty file (a shard killed before its header) is skipped")
         let other = dir.appendingPathComponent("other.csv")
