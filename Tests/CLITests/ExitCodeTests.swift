@@ -33,6 +33,7 @@ final class ExitCodeTests: XCTestCase {
             XCTAssertFalse(r.stderr.contains(raw), "\(args): raw Foundation text: \(r.stderr)", file: file, line: line)
         }
         XCTAssertFalse(r.stderr.contains("epoch    train loss"), "\(args): found only after training started", file: file, line: line)
+        XCTAssertFalse(r.stderr.contains(" rows, "), "\(args): found only after the data was read", file: file, line: line)
     }
 
     /// An output file in a folder that does not exist: before, predict exited 1 with "The operation could
@@ -70,6 +71,8 @@ final class ExitCodeTests: XCTestCase {
             (["export-model", "\(none).safetensors", path("o.safetensors")], ["\(none).safetensors", "No such file"]),
             (["train", "--data", "\(none).csv", "--epochs", "1", "--out", path("t.safetensors")], ["\(none).csv", "No such file"]),
             (["calibrate-crop", "\(none).csv"], ["\(none).csv", "No such file"]),
+            (["train", "--init-weights", "\(none).safetensors", "--epochs", "1", "--out", path("i.safetensors")],
+             ["\(none).safetensors", "No such file"]),
             (["predict", "samples/test-sample.csv", "--lookup", "\(none).csv"], ["\(none).csv", "No such file"]),
             (["plot", "\(none).history.csv", "-o", path("l.png")], ["\(none).history.csv"]),
             (["annotate", "samples/photos", "--cascade", "\(none).xml"], ["\(none).xml", "no such file"]),
