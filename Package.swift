@@ -80,6 +80,6 @@ let package = Package(
                                    "FKPTensor", "FKPTestSupport"],
                     swiftSettings: fast),
         // Depends on the executable so that it is built before the tests run it.
-        .testTarget(name: "CLITests", dependencies: ["fkp-batch", "FKPTestSupport"], swiftSettings: fast),
+        .testTarget(name: "CLITests", dependencies: ["fkp-batch", "FKPTestSupport", "FKPImage"], swiftSettings: fast),
     ]
 )

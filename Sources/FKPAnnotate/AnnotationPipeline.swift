@@ -95,24 +95,36 @@ public final class AnnotationPipeline {
             let t0 = Date()
             let points = predict(found)
             summary.stageSeconds["net", default: 0] += Date().timeIntervalSince(t0)
-            let drawn = draw(jobs, found, points)
+            // The chunk's records reach stdout before any of its annotated PNGs exists: a photo whose PNG
+            // exists has its records written, so a retry with --skip-existing after a kill loses none
+            // (a killed run's records of photos without a PNG are written again by the retry; see
+            // scripts/merge-records.sh).
             for i in jobs.indices {
                 let f = found[i]
                 summary.stageSeconds["decode", default: 0] += f?.decodeSeconds ?? 0
                 summary.stageSeconds["detect", default: 0] += f?.detectSeconds ?? 0
-                summary.stageSeconds["draw+encode", default: 0] += drawn[i]?.seconds ?? 0
-                guard let error = jobs[i].error ?? f?.error ?? drawn[i]?.error else {
-                    if jobs[i].skip { summary.skipped += 1; continue }
-                    let faces = f?.faces ?? []
-                    if faces.isEmpty { Log.warn("\(jobs[i].path): no face found") }
-                    records.records(file: jobs[i].path, faces: zip(faces, points[i]).map { b, p in
-                        FaceRecord(x: b.x, y: b.y, width: b.width, height: b.height, score: b.neighbors, points: p)
-                    })
-                    summary.faces += faces.count
+                if let error = jobs[i].error ?? f?.error {
+                    Log.error(error)
+                    summary.failed += 1
                     continue
                 }
-                Log.error(error)
-                summary.failed += 1
+                if jobs[i].skip { summary.skipped += 1; continue }
+                let faces = f?.faces ?? []
+                if faces.isEmpty { Log.warn("\(jobs[i].path): no face found") }
+                records.records(file: jobs[i].path, faces: zip(faces, points[i]).map { b, p in
+                    FaceRecord(x: b.x, y: b.y, width: b.width, height: b.height, score: b.neighbors, points: p)
+                })
+                summary.faces += faces.count
+            }
+            records.flush()
+            let drawn = draw(jobs, found, points)
+            for i in jobs.indices {
+                summary.stageSeconds["draw+encode", default: 0] += drawn[i]?.seconds ?? 0
+                // The records are out; the photo still counts as failed when its PNG could not be written.
+                if let error = drawn[i]?.error {
+                    Log.error("\(jobs[i].path): \(error)")
+                    summary.failed += 1
+                }
             }
             summary.photos += chunk.count
             progress.items(summary.photos, of: photos.count, noun: "photos", since: started)

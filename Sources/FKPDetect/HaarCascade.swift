@@ -1,3 +1,4 @@
+import FKPTensor
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
@@ -111,7 +112,7 @@ public final class HaarCascade: @unchecked Sendable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "\(error.localizedDescription)" : "no such file"
+            let reason = FileManager.default.fileExists(atPath: path) ? ioErrorText(error) : "no such file"
             throw CascadeError.unreadable(path: path, reason: reason)
         }
         try self.init(data: data, path: path)

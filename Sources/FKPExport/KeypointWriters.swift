@@ -74,7 +74,7 @@ public enum LookupTable {
     public static func read(path: String) throws -> [(rowId: Int, imageId: Int, feature: String)] {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ExportError(message: "\(path): cannot read: \(error.localizedDescription)")
+            throw ExportError(message: "\(path): cannot read: \(ioErrorText(error))")
         }
         return try parse(text, path: path)
     }

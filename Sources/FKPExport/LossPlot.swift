@@ -1,4 +1,5 @@
 import FKPImage
+import FKPTensor
 import Foundation
 
 /// One training run's losses, as read from a history CSV (epoch,train_loss,valid_loss,...).
@@ -15,7 +16,7 @@ public struct LossHistory: Sendable {
     public static func read(path: String) throws -> LossHistory {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ExportError(message: "\(path): cannot read: \(error.localizedDescription)")
+            throw ExportError(message: "\(path): cannot read: \(ioErrorText(error))")
         }
         return try parse(text, path: path)
     }

@@ -35,9 +35,19 @@ public struct OutputGuard: Sendable {
         return nil
     }
 
-    /// Throws a set-up error when `path` must not be written.
+    /// Throws a set-up error when `path` must not be written, or cannot be: its folder must exist now
+    /// (and be writable), so that a missing folder is found before the work, not after it.
     public func check(file path: String, option: String = "-o") throws {
         if let r = refusal(file: path, option: option) { throw FKPError.setup(r) }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: parent, isDirectory: &isDir) {
+            throw FKPError.setup("\(path): the folder \(parent) does not exist; create it first")
+        }
+        if !isDir.boolValue { throw FKPError.setup("\(path): \(parent) is not a folder") }
+        if access(parent, W_OK) != 0 {
+            throw FKPError.setup("\(path): cannot write into \(parent): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// An output folder: not empty, not an existing file; created when missing.
@@ -48,14 +58,17 @@ public struct OutputGuard: Sendable {
             throw FKPError.setup("\(option) \(path) is a file; annotated images go into a folder")
         }
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw FKPError.setup("\(path): cannot create the folder: \(error.localizedDescription)")
+            throw FKPError.setup("\(path): cannot create the folder: \(ioErrorText(error))")
         }
     }
 
     /// Removes the hidden temporary files (`.name.tmp-PID-N`, see writeFileAtomically) that killed runs
-    /// left under `folder`; those of a process still running (another shard) are kept. Returns how many.
+    /// left under `folder`. Kept: those of a process still running here (another shard), and those
+    /// modified in the last `minimumAge` seconds, which may belong to a shard on another machine writing
+    /// into the same shared folder (its PID means nothing here); a write takes well under a minute, so
+    /// an older one is left over. Returns how many were removed.
     @discardableResult
-    public static func removeStaleTemporaries(in folder: String) -> Int {
+    public static func removeStaleTemporaries(in folder: String, minimumAge: TimeInterval = 60) -> Int {
         guard let e = FileManager.default.enumerator(atPath: folder) else { return 0 }
         var removed = 0
         for case let rel as String in e {
@@ -64,7 +77,10 @@ public struct OutputGuard: Sendable {
             let parts = name[r.upperBound...].split(separator: "-")
             guard parts.count == 2, let pid = Int32(parts[0]), UInt32(parts[1]) != nil else { continue }
             if kill(pid, 0) == 0 || errno == EPERM { continue }  // its writer is still running
-            if (try? FileManager.default.removeItem(atPath: (folder as NSString).appendingPathComponent(rel))) != nil { removed += 1 }
+            let path = (folder as NSString).appendingPathComponent(rel)
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                  Date().timeIntervalSince(modified) >= minimumAge else { continue }  // may be another machine's
+            if (try? FileManager.default.removeItem(atPath: path)) != nil { removed += 1 }
         }
         return removed
     }

@@ -1,4 +1,5 @@
 import CJPEG
+import FKPTensor
 import Foundation
 
 /// JPEG files through libjpeg-turbo's TurboJPEG API, which reports every failure as a return code plus
@@ -261,7 +262,7 @@ public enum ImageFile {
         do {
             return try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
-            throw ImageError.unreadable(path: path, reason: "cannot read: \(error.localizedDescription)")
+            throw ImageError.unreadable(path: path, reason: "cannot read: \(ioErrorText(error))")
         }
     }
 

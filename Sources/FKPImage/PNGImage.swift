@@ -264,7 +264,7 @@ public enum PNGCodec {
         guard ok != 0 else { throw ImageError.writeFailed(path: path, reason: message(&image)) }
         encoded.count = Int(size)
         do { try writeFileAtomically(encoded, to: path) } catch {
-            throw ImageError.writeFailed(path: path, reason: "\(error)")
+            throw ImageError.writeFailed(path: path, reason: ioErrorText(error))
         }
     }
 }

@@ -66,7 +66,7 @@ public enum KaggleCSV {
     public static func read(path: String, skipBadRows: Bool = false, threads: Int? = nil) throws -> Result {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
-            throw CSVError(file: path, line: nil, column: nil, message: "cannot read: \(error.localizedDescription)")
+            throw CSVError(file: path, line: nil, column: nil, message: "cannot read: \(ioErrorText(error))")
         }
         return try parse(data, name: path, skipBadRows: skipBadRows, threads: threads)
     }

@@ -97,7 +97,7 @@ public enum LandmarkFiles {
     public static func readCSV(_ path: String) throws -> LandmarkSet {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw LandmarkError(path, nil, "cannot read: \(error.localizedDescription)")
+            throw LandmarkError(path, nil, "cannot read: \(ioErrorText(error))")
         }
         let folder = (path as NSString).deletingLastPathComponent
         let imagesDir = (folder as NSString).appendingPathComponent("images")

@@ -113,7 +113,7 @@ public enum Safetensors {
     public static func read(path: String) throws -> File {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw FormatError(path: path, reason: "cannot read: \(error.localizedDescription)")
+            throw FormatError(path: path, reason: "cannot read: \(ioErrorText(error))")
         }
         return try decode(data, path: path)
     }

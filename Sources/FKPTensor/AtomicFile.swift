@@ -11,10 +11,21 @@ public func writeFileAtomically(_ data: Data, to path: String) throws {
         try data.write(to: tmp, options: .withoutOverwriting)
         guard rename(tmp.path, url.path) == 0 else {
             let reason = String(cString: strerror(errno))
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "rename to \(path): \(reason)"])
+            throw AtomicWriteError(path: path, reason: "rename: \(reason)")
         }
+    } catch let e as AtomicWriteError {
+        try? FileManager.default.removeItem(at: tmp)
+        throw e
     } catch {
         try? FileManager.default.removeItem(at: tmp)
-        throw error
+        throw AtomicWriteError(path: path, reason: ioErrorText(error))
     }
+}
+
+/// A failed `writeFileAtomically`: the target and the system's reason ("No such file or directory",
+/// "No space left on device"); `ioErrorText` of it is the reason alone, for messages that name the file.
+public struct AtomicWriteError: Error, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): cannot write: \(reason)" }
 }

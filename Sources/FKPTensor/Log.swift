@@ -66,3 +66,31 @@ public struct FKPError: Error, CustomStringConvertible {
     public static func setup(_ message: String) -> FKPError { FKPError(message, exitCode: 2) }
     public static func failed(_ message: String) -> FKPError { FKPError(message, exitCode: 1) }
 }
+
+/// A file or system error as a short text for a message that already names the file: the POSIX reason
+/// ("No such file or directory", "Permission denied", "No space left on device") where Foundation has
+/// one, never Foundation's "The operation could not be completed" sentence or an NSError dump.
+public func ioErrorText(_ error: Error) -> String {
+    if let e = error as? AtomicWriteError { return e.reason }
+    let ns = error as NSError
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSCocoaErrorDomain {
+        switch CocoaError.Code(rawValue: ns.code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return String(cString: strerror(ENOENT))
+        case .fileReadNoPermission, .fileWriteNoPermission: return String(cString: strerror(EACCES))
+        case .fileWriteOutOfSpace: return String(cString: strerror(ENOSPC))
+        case .fileWriteVolumeReadOnly: return String(cString: strerror(EROFS))
+        case .fileWriteFileExists: return String(cString: strerror(EEXIST))
+        default: break
+        }
+        let text = ns.localizedDescription
+        for prefix in ["The operation could not be completed. ", "The operation couldn’t be completed. "] where text.hasPrefix(prefix) {
+            return String(text.dropFirst(prefix.count))
+        }
+        return text
+    }
+    return "\(error)"
+}

@@ -51,7 +51,7 @@ struct FKPBatch: ParsableCommand {
 /// NSError dump), ours by their description.
 func describe(_ error: Error) -> String {
     if type(of: error) is CustomStringConvertible.Type && !(type(of: error) is NSError.Type) && !(error is CocoaError) { return "\(error)" }
-    return error.localizedDescription
+    return ioErrorText(error)
 }
 
 /// Writes data to `path` atomically (after the output guard), or to stdout when path is nil or "-".
@@ -61,5 +61,5 @@ func emit(_ text: String, to path: String?, inputs: [String]) throws {
         return
     }
     try OutputGuard(inputs: inputs).check(file: path)
-    do { try writeFileAtomically(Data(text.utf8), to: path) } catch { throw FKPError.failed("\(path): \(describe(error))") }
+    do { try writeFileAtomically(Data(text.utf8), to: path) } catch { throw FKPError.failed("\(path): cannot write: \(ioErrorText(error))") }
 }

@@ -101,6 +101,8 @@ struct Train: ParsableCommand {
         try outputs.check(file: outPath, option: "--out")
         try outputs.check(file: historyPath(for: outPath), option: "--out")
         if let plot { try outputs.check(file: plot, option: "--plot") }
+        // Weights to start from are read before the data is, so a bad file is a set-up error found first.
+        if let initWeights { _ = try Safetensors.read(path: initWeights) }
 
         if specialists {
             let summary = try trainSpecialists(setup: setup, epochs: epochs, pretrained: pretrained, out: outPath,

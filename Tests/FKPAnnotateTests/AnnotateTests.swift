@@ -87,11 +87,18 @@ final class AnnotateTests: XCTestCase {
         let live = dir.appendingPathComponent(".b.png.tmp-\(getpid())-7").path
         let other = dir.appendingPathComponent(".keep-me").path
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("sub"), withIntermediateDirectories: true)
-        for p in [stale, live, other] { try Data().write(to: URL(fileURLWithPath: p)) }
+        // A fresh one of a PID not running here: perhaps a shard on another machine writing into a shared folder.
+        let fresh = dir.appendingPathComponent(".c.png.tmp-99999999-5").path
+        for p in [stale, live, other, fresh] { try Data().write(to: URL(fileURLWithPath: p)) }
+        let old = Date(timeIntervalSinceNow: -120)
+        for p in [stale, live] { try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: p) }
         XCTAssertEqual(OutputGuard.removeStaleTemporaries(in: dir.path), 1)
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
         XCTAssertTrue(FileManager.default.fileExists(atPath: live))
         XCTAssertTrue(FileManager.default.fileExists(atPath: other))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: fresh), "a minute-young temporary file is kept")
+        XCTAssertEqual(OutputGuard.removeStaleTemporaries(in: dir.path, minimumAge: 0), 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh))
     }
 
     /// One NaN rule: an empty CSV field, null in JSON.
