@@ -88,22 +88,8 @@ public enum JPEGCodec {
               image.width <= 65_500, image.height <= 65_500 else {
             throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: bad image size \(image.width)x\(image.height)")
         }
-        guard let handle = tjInitCompress() else {
-            throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: cannot create a TurboJPEG compressor")
-        }
-        defer { tjDestroy(handle) }
-        var out: UnsafeMutablePointer<UInt8>? = nil
-        var outSize: UInt = 0
-        defer { if let out { tjFree(out) } }
-        let samp = subsampling444 ? TJSAMP_444 : TJSAMP_420
-        let rc = image.pixels.withUnsafeBufferPointer { src in
-            tjCompress2(handle, src.baseAddress, Int32(image.width), 0, Int32(image.height), Int32(TJPF_RGB.rawValue),
-                        &out, &outSize, Int32(samp.rawValue), Int32(max(1, min(100, quality))), 0)
-        }
-        guard rc == 0, let out else {
-            throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: " + errorString(handle))
-        }
-        return Data(bytes: out, count: Int(outSize))
+        return try compress(image.pixels, width: image.width, height: image.height, format: TJPF_RGB,
+                            subsampling: subsampling444 ? TJSAMP_444 : TJSAMP_420, quality: quality)
     }
 
     /// Adobe-convention CMYK (as stored by Photoshop and TurboJPEG: 255 = no ink) to RGB.
@@ -120,6 +106,11 @@ public enum JPEGCodec {
 
     /// Encodes CMYK pixels (Adobe convention, 4 bytes a pixel) as a YCCK JPEG: for tests of the CMYK path.
     static func encodeCMYK(width: Int, height: Int, pixels: [UInt8], quality: Int = 95) throws -> Data {
+        try compress(pixels, width: width, height: height, format: TJPF_CMYK, subsampling: TJSAMP_444, quality: quality)
+    }
+
+    /// One TurboJPEG compression of packed pixels in `format`.
+    static func compress(_ pixels: [UInt8], width: Int, height: Int, format: TJPF, subsampling: TJSAMP, quality: Int) throws -> Data {
         guard let handle = tjInitCompress() else {
             throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: cannot create a TurboJPEG compressor")
         }
@@ -128,8 +119,8 @@ public enum JPEGCodec {
         var outSize: UInt = 0
         defer { if let out { tjFree(out) } }
         let rc = pixels.withUnsafeBufferPointer { src in
-            tjCompress2(handle, src.baseAddress, Int32(width), 0, Int32(height), Int32(TJPF_CMYK.rawValue),
-                        &out, &outSize, Int32(TJSAMP_444.rawValue), Int32(quality), 0)
+            tjCompress2(handle, src.baseAddress, Int32(width), 0, Int32(height), Int32(format.rawValue),
+                        &out, &outSize, Int32(subsampling.rawValue), Int32(max(1, min(100, quality))), 0)
         }
         guard rc == 0, let out else { throw ImageError.writeFailed(path: "<memory>", reason: "JPEG: " + errorString(handle)) }
         return Data(bytes: out, count: Int(outSize))
