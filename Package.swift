@@ -31,10 +31,11 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
         // Modules, each using only those above it in this list (docs/ARCHITECTURE.md draws the graph):
-        // tensors (+ the stderr logger) -> engine (backends, device choice) -> images -> ingestion (Kaggle
-        // CSV) -> nets (layers, presets, safetensors) -> inference (model files, keypoint scaling, crop <->
-        // photo) -> training (one loop for nets and specialists) -> detection -> export (drawing, plots,
-        // records) -> annotation (the photo pipeline) -> CLI (one small file per subcommand).
+        // tensors (+ the stderr logger) -> alignment geometry (similarities, mean shape, warping) -> engine
+        // (backends, device choice) -> images -> ingestion (Kaggle CSV, landmark files) -> nets (layers,
+        // presets, safetensors) -> inference (model files, photo models in passes, keypoint scaling, crop <->
+        // photo) -> training (one loop for nets and specialists; samples cut from photos) -> detection ->
+        // export (drawing, plots, records) -> annotation (the photo pipeline, frames evaluation) -> CLI.
         .target(name: "FKPTensor", swiftSettings: fast),
         .target(name: "FKPAlign", swiftSettings: fast),
         .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL"], swiftSettings: fast),
