@@ -186,7 +186,7 @@ public final class AnnotationPipeline {
             found.faces.sort { ($0.y, $0.x) < ($1.y, $1.x) }
             for f in found.faces {
                 if let photoModel {
-                    found.starts.append((photoModel.framing ?? .detectorDefault)
+                    found.starts.append(BoxFraming.firstCrop(for: photoModel)
                         .photoToCrop(x: Double(f.x), y: Double(f.y), width: Double(f.width)))
                 } else {
                     let c = CropMapping.calibrated.crop(for: f)

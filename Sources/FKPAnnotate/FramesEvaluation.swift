@@ -39,30 +39,9 @@ public struct FramesReport: Sendable {
         public var label: String
     }
 
-    public static func median(_ a: [Double]) -> Double {
-        let s = a.filter { !$0.isNaN }.sorted()
-        guard !s.isEmpty else { return .nan }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-    public static func mean(_ a: [Double]) -> Double { a.isEmpty ? .nan : a.reduce(0, +) / Double(a.count) }
 }
 
 public enum FramesEvaluation {
-    /// Decodes photos to grey (0...255 for the detector; the planes the nets read are scaled to 0...1).
-    public static func decode(_ paths: [String]) throws -> [GrayImage] {
-        var out = [GrayImage?](repeating: nil, count: paths.count)
-        var firstError: Error?
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
-            do {
-                let g = PNGCodec.gray(try ImageFile.readRGB(path: paths[i]))
-                lock.lock(); out[i] = g; lock.unlock()
-            } catch { lock.lock(); firstError = firstError ?? error; lock.unlock() }
-        }
-        if let firstError { throw firstError }
-        return out.map { $0! }
-    }
-
     /// The detected box that holds the reference face: contains both eye centres and the nose tip; of
     /// several, the one whose centre is nearest the nose.
     public static func matchingBox(_ boxes: [FaceBox], reference k: [Double]) -> FaceBox? {
@@ -101,7 +80,7 @@ public enum FramesEvaluation {
             dx.append(f.dx); dy.append(f.dy); size.append(f.size)
         }
         guard !dx.isEmpty else { return nil }
-        return (BoxFraming(dx: FramesReport.median(dx), dy: FramesReport.median(dy), size: FramesReport.median(size)), dx.count)
+        return (BoxFraming(dx: Statistics.median(dx), dy: Statistics.median(dy), size: Statistics.median(size)), dx.count)
     }
 
     /// A photo model runs its passes; a model for 96x96 faces gets one crop per face from the box, as
@@ -109,7 +88,7 @@ public enum FramesEvaluation {
     public static func run(_ set: LandmarkSet, model: KeypointModel, framing: BoxFraming, cascade: HaarCascade,
                            parameters: DetectionParameters = .init(), passes: Int? = nil, sheetFaces: Int = 0) throws -> FramesReport {
         let started = Date()
-        let images = try decode(set.images)
+        let images = try ImageFile.readGray(paths: set.images)
         let boxes = detect(images, references: set.keypoints, cascade: cascade, parameters: parameters)
         let scaled = images.map { $0.pixels.map { $0 / 255 } }
         var report = FramesReport()
@@ -189,7 +168,7 @@ public enum PhotoModelExport {
         if let frames {
             let all = try LandmarkFiles.read(frames)
             let set = all.subset(all.trainingRows)
-            let images = try FramesEvaluation.decode(set.images)
+            let images = try ImageFile.readGray(paths: set.images)
             let boxes = FramesEvaluation.detect(images, references: set.keypoints, cascade: try HaarCascade(contentsOf: cascade),
                                                 parameters: .init())
             guard let cal = FramesEvaluation.calibrate(references: set.keypoints, boxes: boxes) else {
@@ -229,4 +208,15 @@ func withPlanes<R>(_ pixels: [[Float]], sizes: [(Int, Int)], _ body: ([GrayPlane
     }
     defer { buffers.forEach { $0.deallocate() } }
     return try body(zip(buffers, sizes).map { GrayPlane(width: $1.0, height: $1.1, pixels: UnsafeBufferPointer($0)) })
+}
+
+extension BoxFraming {
+    /// Where `model`'s first crop sits relative to a detector box: a photo model's measured framing (or
+    /// the frames' default when it has none); for a 96x96-face model the framing annotate gives it,
+    /// measured on training.csv's faces (CropMapping).
+    public static func firstCrop(for model: KeypointModel) -> BoxFraming {
+        if let photoModel = model as? AlignedModel { return photoModel.framing ?? .detectorDefault }
+        let c = CropMapping.calibrated
+        return BoxFraming(dx: c.dx, dy: c.dy, size: c.size)
+    }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import CJPEG
 import FKPTensor
 import Foundation
@@ -246,6 +247,29 @@ public enum ImageFile {
             throw ImageError.unreadable(path: path, reason: data.isEmpty ? "empty file"
                 : "not a PNG or JPEG file (starts with \(head))")
         }
+    }
+
+    /// The failure of `readGray(paths:)`: the first failing file in input order, and why.
+    public struct ListError: Error, CustomStringConvertible {
+        public let index: Int
+        public let error: Error
+        public var description: String { "\(error)" }
+    }
+
+    /// Grey (BT.601 luma, 0...255) of many PNG or JPEG files, decoded on every core; throws the first
+    /// failure in input order as a ListError.
+    public static func readGray(paths: [String]) throws -> [GrayImage] {
+        var images = [GrayImage?](repeating: nil, count: paths.count)
+        var errors = [Error?](repeating: nil, count: paths.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            do {
+                let g = PNGCodec.gray(try readRGB(path: paths[i]))
+                lock.lock(); images[i] = g; lock.unlock()
+            } catch { lock.lock(); errors[i] = error; lock.unlock() }
+        }
+        if let i = errors.firstIndex(where: { $0 != nil }) { throw ListError(index: i, error: errors[i]!) }
+        return images.map { $0! }
     }
 
     static func contents(of path: String) throws -> Data {

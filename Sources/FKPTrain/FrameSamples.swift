@@ -11,12 +11,16 @@ import Foundation
 public protocol SampleSource {
     var count: Int { get }
     var outputs: Int { get }
+    /// Whether each request cuts a new sample (then the Trainer gives every draw its own key and spreads
+    /// the batch over the cores) or copies a fixed one.
+    var drawsAfresh: Bool { get }
     /// Writes sample `row` into `image` (9216 values, 0...1) and `target` (scaled keypoints). `key` is the
     /// draw: the same key gives the same sample, so runs are repeatable and resumable.
     func write(row: Int, key: UInt64, image: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>)
 }
 
 extension TrainingData: SampleSource {
+    public var drawsAfresh: Bool { false }
     public func write(row: Int, key: UInt64, image: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>) {
         image.update(from: images.data + row * Keypoints.imageSize, count: Keypoints.imageSize)
         target.update(from: targets.data + row * outputs, count: outputs)
@@ -74,6 +78,7 @@ public final class FrameSamples: SampleSource, @unchecked Sendable {
     public var augmentation: Augmentation
     public var outputs: Int { Keypoints.count }
     public var count: Int { landmarks.count }
+    public var drawsAfresh: Bool { true }
     /// Photo pixels -> canonical crop, per face (from its own keypoints).
     public let alignments: [Similarity]
     private let planes: [[Float]]
@@ -86,20 +91,12 @@ public final class FrameSamples: SampleSource, @unchecked Sendable {
     public init(_ set: LandmarkSet, augmentation: Augmentation = .standard) throws {
         self.landmarks = set
         self.augmentation = augmentation
-        var planes = [[Float]](repeating: [], count: set.count)
-        var sizes = [(Int, Int)](repeating: (0, 0), count: set.count)
-        var errors = [String?](repeating: nil, count: set.count)
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: set.count) { i in
-            do {
-                let g = PNGCodec.gray(try ImageFile.readRGB(path: set.images[i]))
-                let plane = g.pixels.map { $0 / 255 }
-                lock.lock(); planes[i] = plane; sizes[i] = (g.width, g.height); lock.unlock()
-            } catch {
-                lock.lock(); errors[i] = "\(set.origins[i]): \(error)"; lock.unlock()
-            }
+        let images: [GrayImage]
+        do { images = try ImageFile.readGray(paths: set.images) } catch let e as ImageFile.ListError {
+            throw LoadError(description: "\(set.origins[e.index]): \(e.error)")
         }
-        if let e = errors.compactMap({ $0 }).first { throw LoadError(description: e) }
+        let planes = images.map { $0.pixels.map { $0 / 255 } }
+        let sizes = images.map { ($0.width, $0.height) }
         var alignments: [Similarity] = []
         for i in 0..<set.count {
             guard let a = CanonicalFace.alignment(for: set.keypoints[i]) else {

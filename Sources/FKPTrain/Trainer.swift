@@ -219,7 +219,7 @@ public final class Trainer {
             }
             let seed = config.seed
             load(train, rows: order[start..<end], flip: flip,
-                 keys: train is TrainingData ? nil : { sampleKey(seed: seed, epoch: epoch, position: start + $0) })
+                 keys: train.drawsAfresh ? { sampleKey(seed: seed, epoch: epoch, position: start + $0) } : nil)
             let loss = net.trainStep(batch: end - start, learningRate: lr, momentum: momentum)
             if !loss.isFinite { throw TrainingDiverged(epoch: epoch, batch: state.batchLosses.count + 1) }
             state.batchLosses.append(Double(loss))

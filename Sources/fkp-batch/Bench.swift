@@ -51,10 +51,10 @@ struct Bench: ParsableCommand {
                 config.learningRate = Schedule(1e-4)  // keep the weights sane over repeated epochs on random data
                 let trainer = Trainer(net: net, train: data, valid: noValidation, config: config)
                 _ = try? trainer.runEpoch()  // warm-up
-                let epoch = median((0..<`repeat`).map { _ in
+                let epoch = Statistics.median((0..<`repeat`).map { _ in
                     seconds { _ = try? trainer.runEpoch(); backend.synchronize() }
                 })
-                let infer = median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: net, images: x) } })
+                let infer = Statistics.median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: net, images: x) } })
                 if profile { printProfile(model, net, trainer) }
                 let flopPerImage = 2.0 * Double(net.forwardMACs)
                 let trainGF = 3 * flopPerImage * Double(images) / epoch / 1e9
@@ -115,9 +115,4 @@ func seconds(_ body: () -> Void) -> Double {
     let t0 = Date()
     body()
     return Date().timeIntervalSince(t0)
-}
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }

@@ -70,9 +70,7 @@ struct Evaluate: ParsableCommand {
         if let sheet { try OutputGuard(inputs: [dir, model.path]).check(file: sheet, option: "--sheet") }
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
-        // A 96x96-face model gets annotate's old single crop from the box (framing measured on 96x96 faces).
-        let legacy = BoxFraming(dx: CropMapping.calibrated.dx, dy: CropMapping.calibrated.dy, size: CropMapping.calibrated.size)
-        let r = try FramesEvaluation.run(set, model: loaded, framing: aligned.map { $0.framing ?? .detectorDefault } ?? legacy,
+        let r = try FramesEvaluation.run(set, model: loaded, framing: .firstCrop(for: loaded),
                                          cascade: try HaarCascade(contentsOf: cascade), passes: passes, sheetFaces: sheet == nil ? 0 : 48)
         if let sheet {
             try PNGCodec.writeRGB(ContactSheet.draw(r.tiles.map {
@@ -86,14 +84,14 @@ struct Evaluate: ParsableCommand {
         if format == .json {
             var o: [String: Any] = ["model": model.path, "frames": dir, "photos": r.photos, "found": r.found, "people": people,
                                     "passes": usedPasses, "seconds": r.seconds]
-            for (key, _, v) in rows { o["nme_\(key)_median"] = FramesReport.median(v); o["nme_\(key)_mean"] = FramesReport.mean(v) }
+            for (key, _, v) in rows { o["nme_\(key)_median"] = Statistics.median(v); o["nme_\(key)_mean"] = Statistics.mean(v) }
             o["per_keypoint_nme"] = Dictionary(uniqueKeysWithValues: zip(RMSEReport.keypointNames, r.perKeypoint))
             print(KeypointWriter.jsonLine(o))
         } else {
             print(String(format: "%d photos of %d people; faces found in %d (%.1f%%); %.1f photos/s (decode, detect, %d passes)",
                          r.photos, people, r.found, 100 * Double(r.found) / Double(max(r.photos, 1)), Double(r.photos) / r.seconds, usedPasses))
             printTable([["NME (mean distance / eye distance)", "median", "mean"]] + rows.map {
-                [$0.1, String(format: "%.4f", FramesReport.median($0.2)), String(format: "%.4f", FramesReport.mean($0.2))]
+                [$0.1, String(format: "%.4f", Statistics.median($0.2)), String(format: "%.4f", Statistics.mean($0.2))]
             })
             printTable([["keypoint (detector + net)", "mean NME"]]
                 + zip(RMSEReport.keypointNames, r.perKeypoint).map { [$0, String(format: "%.4f", $1)] })
