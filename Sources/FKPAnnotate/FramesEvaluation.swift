@@ -97,7 +97,7 @@ public enum FramesEvaluation {
         for i in 0..<set.count where boxes[i] != nil { found.append(i) }
         report.found = found.count
         let mean = CanonicalFace.meanShape
-        try withPlanes(scaled, sizes: images.map { ($0.width, $0.height) }) { planes in
+        withPlanes(scaled, sizes: images.map { ($0.width, $0.height) }) { planes in
             let starts = found.map { i -> Similarity in
                 let b = boxes[i]!
                 return framing.photoToCrop(x: Double(b.x), y: Double(b.y), width: Double(b.width))
