@@ -11,20 +11,34 @@ import Foundation
 struct ExportModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-model",
-        abstract: "Write a model for shipping: weights only (no optimizer state), optionally as float16.",
+        abstract: "Write a model for shipping: weights only (no optimizer state), optionally as float16 or int8.",
         discussion: """
-        A training checkpoint also holds momentum buffers, the trainer's state and, with early stopping, a second copy of the best weights. export-model keeps the weights and the model's metadata only; --float16 halves the size again (predictions change by far less than a pixel).
+        A training checkpoint also holds momentum buffers, the trainer's state and, with early stopping, a second copy of the best weights. export-model keeps the weights and the model's metadata only; --float16 halves the size again (predictions change by far less than a pixel); --int8 quarters it (weight matrices as int8 with one scale per output column, biases as float32; the README gives the measured effect).
 
         With --second-pass or --frames it makes a photo model instead, used in passes by annotate and evaluate --frames: the input net runs the first pass (from the face detector's box), the --second-pass net the passes after it; --frames measures on the training people of those labelled photos where the detector's boxes put the crop, and stores that.
 
         Examples:
           fkp-batch export-model net5.safetensors samples/model.safetensors --float16
           fkp-batch export-model mixed.safetensors photo.safetensors --frames ../shared/data/frames --float16
+          fkp-batch export-model mixed.safetensors photo.safetensors --second-pass narrow.safetensors --int8
         """)
 
     @Argument(help: "Checkpoint written by train.") var input: String
     @Argument(help: "Model file to write.") var output: String
-    @Flag(help: "Store the weights as IEEE float16.") var float16 = false
+    enum Storage: String, EnumerableFlag {
+        case float32, float16, int8
+        static func help(for value: Storage) -> ArgumentHelp? {
+            switch value {
+            case .float32: "Store the weights as float32 (the default)."
+            case .float16: "Store the weights as IEEE float16."
+            case .int8: "Store weight matrices as int8 with a float32 scale per output column (safetensors I8 + <name>.scale)."
+            }
+        }
+        var dtype: Safetensors.DType {
+            switch self { case .float32: .f32; case .float16: .f16; case .int8: .i8 }
+        }
+    }
+    @Flag var storage: Storage = .float32
     @Option(name: .customLong("second-pass"), help: ArgumentHelp("Make a photo model: this net (trained with train --frames --warp narrow) runs the passes after the first.", valueName: "checkpoint"))
     var secondPass: String?
     @Option(help: ArgumentHelp("Make a photo model, with the detector box -> crop framing measured on the training people of these labelled photos.", valueName: "dir"))
@@ -41,19 +55,19 @@ struct ExportModel: ParsableCommand {
         if secondPass != nil || frames != nil {
             try OutputGuard(inputs: [input, secondPass].compactMap { $0 }).check(file: output, option: "OUT")
             let made = try PhotoModelExport.write(first: input, second: secondPass, frames: frames, cascade: cascade,
-                                                  passes: passes, output: output, dtype: float16 ? .f16 : .f32)
-            Log.info("wrote \(output): photo model, \(made.nets) net(s), \(passes) passes, \(made.bytes / 1_000_000) MB\(float16 ? " (float16)" : "")")
+                                                  passes: passes, output: output, dtype: storage.dtype)
+            Log.info("wrote \(output): photo model, \(made.nets) net(s), \(passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
             return
         }
         let file = try Safetensors.read(path: input)
-        try ModelFile.validate(file, path: input, dtype: float16 ? .f16 : .f32)
+        try ModelFile.validate(file, path: input, dtype: storage.dtype)
         let weights = file.tensors.filter { !$0.name.hasPrefix("optimizer.") && !$0.name.hasPrefix("best.") }
         var meta = file.metadata
         meta.removeValue(forKey: "trainer_state")
         meta.removeValue(forKey: TrainingSetup.metadataKey)
         meta["exported_from"] = URL(fileURLWithPath: input).lastPathComponent
-        try Safetensors.write(Safetensors.File(tensors: weights, metadata: meta), path: output, dtype: float16 ? .f16 : .f32)
+        try Safetensors.write(Safetensors.File(tensors: weights, metadata: meta), path: output, dtype: storage.dtype)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        Log.info("wrote \(output): \(weights.count) tensors, \(size / 1_000_000) MB\(float16 ? " (float16)" : "")")
+        Log.info("wrote \(output): \(weights.count) tensors, \(size / 1_000_000) MB (\(storage))")
     }
 }

@@ -54,6 +54,52 @@ final class SafetensorsReliabilityTests: XCTestCase {
         }
     }
 
+    /// int8 storage: matrices come back within half a step of their column's scale, biases exactly, the
+    /// scale tensors folded in and gone; the header names I8 and the scales for other tools.
+    func testInt8RoundTripIsWithinHalfAStep() throws {
+        var rng = Xoshiro(seed: 23)
+        let w = (0..<(37 * 5)).map { i in Float(Int(rng.next() % 2001) - 1000) / 100 * (i % 5 == 3 ? 0.001 : 1) }
+        let b: [Float] = [0.125, -3.5, 1e-7, 2, 0]
+        let zero = [Float](repeating: 0, count: 6)
+        let file = Safetensors.File(tensors: [.init(name: "d.b", shape: [5], values: b), .init(name: "d.w", shape: [37, 5], values: w),
+                                              .init(name: "z.w", shape: [2, 3], values: zero)], metadata: ["model": "x"])
+        let data = try Safetensors.encode(file, dtype: .i8)
+        let headerLength = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian)
+        // A byte per weight, float32 biases and scales: 4*5 + 37*5 + 4*5 + 2*3 + 4*3.
+        XCTAssertEqual(data.count - 8 - headerLength, 243)
+        let header = String(decoding: data.dropFirst(8).prefix(headerLength), as: UTF8.self)
+        XCTAssertTrue(header.contains("\"d.w\":{\"data_offsets\"") && header.contains("\"dtype\":\"I8\"") && header.contains("d.w.scale"), header)
+        let back = try Safetensors.decode(data)
+        XCTAssertEqual(back.tensors.map(\.name), ["d.b", "d.w", "z.w"])
+        XCTAssertEqual(back["d.b"]?.values, b)
+        XCTAssertEqual(back["z.w"]?.values, zero)
+        XCTAssertEqual(back.metadata["model"], "x")
+        XCTAssertNotNil(back.metadata["quantization"])
+        let got = try XCTUnwrap(back["d.w"]?.values)
+        for c in 0..<5 {
+            let column = stride(from: c, to: w.count, by: 5)
+            let step = column.map { abs(w[$0]) }.max()! / 127
+            for i in column { XCTAssertEqual(got[i], w[i], accuracy: step / 2 * 1.0001, "element \(i)") }
+        }
+        // Not every value survives: the test must be able to see a change.
+        XCTAssertNotEqual(got, w)
+        var nan = file
+        nan.tensors[1].values[7] = .nan
+        XCTAssertThrowsError(try Safetensors.encode(nan, dtype: .i8)) { XCTAssertTrue("\($0)".contains("d.w"), "\($0)") }
+    }
+
+    /// An I8 tensor needs its scale: missing or misshapen scales are errors naming both tensors.
+    func testInt8WithoutAFittingScaleIsAnError() {
+        let noScale = file(header: "{\"q\":{\"dtype\":\"I8\",\"shape\":[2,2],\"data_offsets\":[0,4]}}")
+        XCTAssertThrowsError(try Safetensors.decode(noScale, path: "q.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("q.safetensors") && "\(e)".contains("q.scale"), "\(e)")
+        }
+        let wrongScale = file(header: "{\"q\":{\"dtype\":\"I8\",\"shape\":[2,2],\"data_offsets\":[0,4]},\"q.scale\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]}}")
+        XCTAssertThrowsError(try Safetensors.decode(wrongScale, path: "q.safetensors")) { e in
+            XCTAssertTrue("\(e)".contains("expected [2]"), "\(e)")
+        }
+    }
+
     func testMutatedFilesNeverTrap() throws {
         let valid = [UInt8](try Safetensors.encode(.init(tensors: [
             .init(name: "a.weight", shape: [2, 3], values: [1, 2, 3, 4, 5, 6]), .init(name: "a.bias", shape: [3], values: [0, 1, 2]),

@@ -1,0 +1,73 @@
+import FKPAlign
+import FKPEngine
+import FKPImage
+import FKPInference
+import FKPNets
+import FKPTestSupport
+import Foundation
+import XCTest
+
+/// The photo model's passes: the passes after the first average the predictions of all its nets, a
+/// file says so in its metadata, and int8 storage keeps the predictions.
+final class PhotoModelTests: XCTestCase {
+    func face() throws -> (pixels: [Float], plane: GrayPlane) {
+        let img = try PNGCodec.readGray(path: repoPath("samples/faces/face_1.png"))
+        let pixels = img.pixels.map { $0 / 255 }
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: pixels.count)
+        _ = buffer.initialize(from: pixels)
+        addTeardownBlock { buffer.deallocate() }
+        return (pixels, GrayPlane(width: img.width, height: img.height, pixels: UnsafeBufferPointer(buffer)))
+    }
+
+    func testLaterPassesAverageAllNets() throws {
+        let model = try XCTUnwrap(try ModelFile.loadModel(path: repoPath("samples/model.safetensors"), backend: CPUBackend(threads: 2)) as? AlignedModel)
+        XCTAssertEqual(model.nets.count, 2, "the bundled photo model is a coarse and a narrow net")
+        XCTAssertTrue(model.ensembleLaterPasses, "its metadata asks for the ensemble")
+        model.finalJitters = [.identity]
+        let plane = try face().plane
+        let start = [AlignedModel.Face(photo: 0, start: .identity)]
+
+        var crop = Similarity.identity
+        let both = model.predict(photos: [plane], faces: start, passes: 2, crops: &crop)[0]
+        // Each net alone from the crop that pass 1 gave.
+        func alone(_ k: Int) -> [Double] {
+            AlignedModel(nets: [model.nets[k]], framing: nil, defaultPasses: 1)
+                .predict(photos: [plane], faces: [.init(photo: 0, start: crop)], passes: 1)[0]
+        }
+        let a = alone(0), b = alone(1)
+        for c in 0..<30 { XCTAssertEqual(both[c], (a[c] + b[c]) / 2, accuracy: 1e-4, "value \(c)") }
+        XCTAssertGreaterThan(zip(a, b).map { abs($0 - $1) }.max()!, 0.01, "two different nets, or the test could not fail")
+
+        // Without the ensemble the last net alone runs the second pass.
+        model.ensembleLaterPasses = false
+        var crop2 = Similarity.identity
+        let last = model.predict(photos: [plane], faces: start, passes: 2, crops: &crop2)[0]
+        for c in 0..<30 { XCTAssertEqual(last[c], b[c], accuracy: 1e-4, "value \(c)") }
+    }
+
+    /// Saved with int8 weights and read back: the same kind of model (nets, passes, ensemble). The bundled
+    /// weights are int8 already, so storing them again as int8 must keep every point (the step of each
+    /// column is found again); the error of quantizing float weights is bounded in SafetensorsReliabilityTests.
+    func testInt8PhotoModelKeepsItsPredictions() throws {
+        let path = repoPath("samples/model.safetensors")
+        let file = try Safetensors.read(path: path)
+        let model = try XCTUnwrap(try ModelFile.loadModel(file, path: path, backend: CPUBackend(threads: 2)) as? AlignedModel)
+        let out = NSTemporaryDirectory() + "int8-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let nets = (1...2).map { k in
+            (file: Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix("pass\(k).") }
+                .map { Safetensors.Entry(name: String($0.name.dropFirst("pass\(k).".count)), shape: $0.shape, values: $0.values) },
+                metadata: [:]), architecture: file.metadata["pass\(k)_model"]!)
+        }
+        try AlignedModel.save(nets: nets, framing: model.framing, passes: model.defaultPasses, metadata: ["note": "test"], path: out, dtype: .i8)
+        let back = try XCTUnwrap(try ModelFile.loadModel(path: out, backend: CPUBackend(threads: 2)) as? AlignedModel)
+        XCTAssertTrue(back.ensembleLaterPasses)
+        XCTAssertEqual(back.defaultPasses, model.defaultPasses)
+        let plane = try face().plane
+        let faces = [AlignedModel.Face(photo: 0, start: .identity)]
+        let p = model.predict(photos: [plane], faces: faces)[0], q = back.predict(photos: [plane], faces: faces)[0]
+        let worst = zip(p, q).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(worst, 0.001, "storing int8 weights again moved a point by \(worst) px")
+        XCTAssertEqual(back.nets.count, 2)
+    }
+}
