@@ -28,10 +28,7 @@ struct Annotate: ParsableCommand {
     var shard: Shard?
     @Flag(name: .customLong("skip-existing"), help: "Skip photos whose annotated PNG already exists.") var skipExisting = false
     @Flag(name: .customLong("no-detect"), help: "Treat each image as one face that is already cropped.") var noDetect = false
-    @Option(help: "Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
-    @Option(name: .customLong("min-neighbors"), help: "Detections a face needs (higher: fewer false faces).") var minNeighbors: Int = 5
-    @Option(name: .customLong("min-face"), help: "Smallest face, in photo pixels.") var minFace: Int = 30
-    @Option(name: .customLong("scale-factor"), help: "Scale step of the detector's image pyramid.") var scaleFactor: Double = 1.1
+    @OptionGroup var detection: DetectorOptions
     @Flag(help: "Print the time spent in each stage (decode, detect, net, draw+encode) on stderr.") var stats = false
     @Option(help: "Passes of a photo model: 1 predicts in the detector's crop; each further pass realigns the crop on the last prediction (default: the model's, 2).")
     var passes: Int?
@@ -41,9 +38,6 @@ struct Annotate: ParsableCommand {
 
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give photos, folders, or - to read paths from stdin") }
-        guard minNeighbors >= 0 else { throw ValidationError("--min-neighbors must be at least 0") }
-        guard minFace >= 1 else { throw ValidationError("--min-face must be at least 1") }
-        guard scaleFactor > 1, scaleFactor < 4 else { throw ValidationError("--scale-factor must be in (1, 4)") }
         if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
     }
 
@@ -51,10 +45,8 @@ struct Annotate: ParsableCommand {
         var settings = AnnotationSettings()
         settings.output = output
         settings.skipExisting = skipExisting
-        settings.cascadePath = noDetect ? nil : cascade
-        settings.detection.minNeighbors = minNeighbors
-        settings.detection.minSize = minFace
-        settings.detection.scaleFactor = scaleFactor
+        detection.apply(to: &settings)
+        if noDetect { settings.cascadePath = nil }
         settings.passes = passes
         settings.averaging = !noAveraging
         if let threads = engine.threads { settings.threads = threads }
