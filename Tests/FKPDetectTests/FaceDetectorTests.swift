@@ -126,7 +126,9 @@ final class FaceDetectorTests: XCTestCase {
         XCTAssertEqual(s.mirrored.apply(FaceBox(x: 100, y: 50, width: 100, height: 100, neighbors: 3)),
                        FaceBox(x: 130, y: 70, width: 80, height: 80, neighbors: 3))
         let back = s.mirrored.mirrored
-        XCTAssertEqual([back.dx, back.dy, back.size], [s.dx, s.dy, s.size], accuracy: 1e-12)
+        XCTAssertEqual(back.dx, s.dx, accuracy: 1e-12)
+        XCTAssertEqual(back.dy, s.dy, accuracy: 1e-12)
+        XCTAssertEqual(back.size, s.size, accuracy: 1e-12)
     }
 
     /// The verifier and --min-score: a weak frontal face that alt2 does not confirm is dropped; a score
