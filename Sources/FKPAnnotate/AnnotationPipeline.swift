@@ -15,7 +15,18 @@ public struct AnnotationSettings: Sendable {
     public var skipExisting = false
     /// nil: each image is one face that is already cropped.
     public var cascadePath: String? = HaarCascade.defaultPath
-    public var detection = DetectionParameters()
+    /// The profile cascade, run as trained and mirrored beside the frontal one; nil: frontal faces only.
+    public var profileCascadePath: String? = HaarCascade.profilePath
+    /// The frontal cascade takes faces from 3 neighbours (OpenCV's default is 5): weak faces (below
+    /// `verifyBelow`) must be confirmed by the verifier, which turns down most false ones.
+    public var detection: DetectionParameters = { var p = DetectionParameters(); p.minNeighbors = 3; return p }()
+    public var profileDetection = FaceDetector.profileDefaults
+    /// Faces with a lower detection score are dropped.
+    public var minScore = 0
+    /// The cascade that must confirm faces scoring below `verifyBelow` (nil: none is checked).
+    public var verifierPath: String? = HaarCascade.verifierPath
+    public var verifyBelow: Int? = 20
+    public var verifyNeighbors = 1
     /// Cores for a lone photo's detector scales (photos of a chunk otherwise run one per core).
     public var threads = WorkerPool.defaultThreads
     /// Photos decoded and detected together; all their faces go through the net as one batch.
@@ -25,6 +36,24 @@ public struct AnnotationSettings: Sendable {
     /// A photo model's mirror- and jitter-averaging (off: 12x fewer net runs per face, a little less precise).
     public var averaging = true
     public init() {}
+}
+
+extension AnnotationSettings {
+    /// The detector these settings describe (nil with no cascade: every image is one cropped face).
+    public func detector() throws -> FaceDetector? {
+        guard let cascadePath else { return nil }
+        let frontal = try HaarCascade(contentsOf: cascadePath)
+        var d = try profileCascadePath.map {
+            FaceDetector(frontal: frontal, profile: try HaarCascade(contentsOf: $0), parameters: detection, profileParameters: profileDetection)
+        } ?? FaceDetector(frontal: frontal, parameters: detection)
+        d.minScore = minScore
+        if let verifierPath, let verifyBelow {
+            d.verifier = try HaarCascade(contentsOf: verifierPath)
+            d.verifyBelow = verifyBelow
+            d.verifyNeighbors = verifyNeighbors
+        }
+        return d
+    }
 }
 
 /// What a run did, with the time spent in each stage (summed over threads).
@@ -53,14 +82,14 @@ public struct AnnotationSummary: Sendable {
 public final class AnnotationPipeline {
     public let model: KeypointModel
     public let settings: AnnotationSettings
-    let cascade: HaarCascade?
+    let detector: FaceDetector?
 
     /// Loads the model (the bundled one when `modelPath` is nil) and the cascade; set-up errors throw.
     public init(modelPath: String?, device: DeviceChoice, threads: Int?, settings: AnnotationSettings) throws {
         self.settings = settings
         model = try ModelFile.loadModel(path: modelPath, backend: try device.makeBackend(threads: threads))
         if let photoModel = model as? AlignedModel, !settings.averaging { photoModel.averageNone() }
-        do { cascade = try settings.cascadePath.map { try HaarCascade(contentsOf: $0) } } catch { throw FKPError.setup("\(error)") }
+        do { detector = try settings.detector() } catch { throw FKPError.setup("\(error)") }
     }
 
     /// Annotates `inputs` (files, folders or "-"), or the `shard` of them, writing records to `records`.
@@ -111,8 +140,9 @@ public final class AnnotationPipeline {
                 if jobs[i].skip { summary.skipped += 1; continue }
                 let faces = f?.faces ?? []
                 if faces.isEmpty { Log.warn("\(jobs[i].path): no face found") }
-                records.records(file: jobs[i].path, faces: zip(faces, points[i]).map { b, p in
-                    FaceRecord(x: b.x, y: b.y, width: b.width, height: b.height, score: b.neighbors, points: p)
+                records.records(file: jobs[i].path, faces: zip(faces, points[i]).map { d, p in
+                    FaceRecord(x: d.box.x, y: d.box.y, width: d.box.width, height: d.box.height, score: d.score,
+                               pose: detector == nil ? "" : d.pose.rawValue, points: p)
                 })
                 summary.faces += faces.count
             }
@@ -147,7 +177,7 @@ public final class AnnotationPipeline {
     /// What decode + detect + crop made of one photo.
     struct Found: Sendable {
         var rgb: RGBImage?
-        var faces: [FaceBox] = []
+        var faces: [Detection] = []
         var frames: [FaceFrame] = []
         var crops: [[Float]] = []
         /// For a photo model: the grey photo in 0...1 and each face's first photo -> crop transform.
@@ -181,10 +211,9 @@ public final class AnnotationPipeline {
         let gray = PNGCodec.gray(rgb)
         let t1 = Date()
         var found = Found(rgb: rgb)
-        if let cascade {
-            found.faces = detectFaces(in: gray, cascade: cascade, parameters: settings.detection, threads: detectorThreads)
-            found.faces.sort { ($0.y, $0.x) < ($1.y, $1.x) }
-            for f in found.faces {
+        if let detector {
+            found.faces = detector.detect(in: gray, threads: detectorThreads)
+            for f in found.faces.map(\.box) {
                 if let photoModel {
                     found.starts.append(BoxFraming.firstCrop(for: photoModel)
                         .photoToCrop(x: Double(f.x), y: Double(f.y), width: Double(f.width)))
@@ -195,7 +224,7 @@ public final class AnnotationPipeline {
                 }
             }
         } else {
-            found.faces = [FaceBox(x: 0, y: 0, width: gray.width, height: gray.height, neighbors: 0)]
+            found.faces = [Detection(box: FaceBox(x: 0, y: 0, width: gray.width, height: gray.height, neighbors: 0), score: 0, pose: .frontal)]
             if photoModel != nil {
                 // The image is the crop: its width maps to the crop's side.
                 let s = Double(CanonicalFace.side) / Double(gray.width)
@@ -262,7 +291,7 @@ public final class AnnotationPipeline {
             guard let out = jobs[i].output, let f = found[i], f.error == nil, let rgb = f.rgb else { return }
             let t0 = Date()
             var canvas = Canvas(rgb)
-            for (b, p) in zip(f.faces, points[i]) {
+            for (b, p) in zip(f.faces.map(\.box), points[i]) {
                 FaceDrawing.draw(on: &canvas, box: (b.x, b.y, b.width, b.height), points: p)
             }
             var drawn = Drawn()

@@ -41,6 +41,22 @@ public struct FramesReport: Sendable {
 
 }
 
+/// How the detector did on labelled photos (`evaluate --frames DIR --detection`).
+public struct DetectionReport: Sendable {
+    public var photos = 0
+    /// Photos whose labelled face has a box (see FramesEvaluation.matchingBox).
+    public var found = 0
+    public var foundByPose: [FacePose: Int] = [:]
+    /// Scores of the found faces' boxes.
+    public var trueScores: [Int] = []
+    /// Every box that holds no labelled face, with its photo.
+    public var falseBoxes: [(photo: String, detection: Detection)] = []
+    public var missed: [String] = []
+    /// Wall time of detection alone (photos in parallel), and the pixels searched.
+    public var seconds = 0.0
+    public var pixels = 0
+}
+
 public enum FramesEvaluation {
     /// The detected box that holds the reference face: contains both eye centres and the nose tip; of
     /// several, the one whose centre is nearest the nose.
@@ -59,15 +75,67 @@ public enum FramesEvaluation {
     }
 
     /// Runs the detector on every photo (in parallel); per photo the matching box or nil.
-    public static func detect(_ images: [GrayImage], references: [[Double]], cascade: HaarCascade,
-                              parameters: DetectionParameters) -> [FaceBox?] {
-        var boxes = [FaceBox?](repeating: nil, count: images.count)
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: images.count) { i in
-            let b = matchingBox(detectFaces(in: images[i], cascade: cascade, parameters: parameters), reference: references[i])
-            lock.lock(); boxes[i] = b; lock.unlock()
+    public static func detect(_ images: [GrayImage], references: [[Double]], detector: FaceDetector) -> [FaceBox?] {
+        detectAll(images, detector: detector).detections.enumerated().map { i, d in
+            matchingBox(d.map(\.box), reference: references[i])
         }
-        return boxes
+    }
+
+    /// Every photo's detections (photos in parallel, one core each) and the wall time it took.
+    static func detectAll(_ images: [GrayImage], detector: FaceDetector) -> (detections: [[Detection]], seconds: Double) {
+        let slots = Slots<[Detection]>(count: images.count)
+        let started = Date()
+        DispatchQueue.concurrentPerform(iterations: images.count) { i in
+            slots[i] = detector.detect(in: images[i], threads: 1)
+        }
+        return (slots.values.map { $0 ?? [] }, Date().timeIntervalSince(started))
+    }
+
+    /// The detector measured on labelled photos (one labelled face per photo): a face is found when a
+    /// box holds both its eye centres and its nose tip; every other box is counted as false (photos of
+    /// one person, so another box is a false face unless the photo shows a second, unlabelled person).
+    public static func measureDetection(_ set: LandmarkSet, detector: FaceDetector) throws -> DetectionReport {
+        let images = try ImageFile.readGray(paths: set.images)
+        let (all, seconds) = detectAll(images, detector: detector)
+        var r = DetectionReport()
+        r.photos = set.count
+        r.seconds = seconds
+        r.pixels = images.reduce(0) { $0 + $1.width * $1.height }
+        for (i, dets) in all.enumerated() {
+            let match = matchingBox(dets.map(\.box), reference: set.keypoints[i])
+            if let match, let d = dets.first(where: { $0.box == match }) {
+                r.found += 1
+                r.foundByPose[d.pose, default: 0] += 1
+                r.trueScores.append(d.score)
+            } else {
+                r.missed.append(set.images[i])
+            }
+            for d in dets where d.box != match {
+                r.falseBoxes.append((set.images[i], d))
+            }
+        }
+        return r
+    }
+
+    /// Where `member`'s boxes sit relative to the frontal cascade's box of the same labelled face (both
+    /// holding it), as the median shift over the photos where both find it: the `BoxShift` that moves
+    /// its boxes onto the frontal framing. nil when no photo has both.
+    public static func measureShift(_ set: LandmarkSet, frontal: FaceDetector.Member, member: FaceDetector.Member) throws
+        -> (shift: BoxShift, faces: Int)? {
+        let images = try ImageFile.readGray(paths: set.images)
+        let slots = Slots<BoxShift>(count: images.count)
+        DispatchQueue.concurrentPerform(iterations: images.count) { i in
+            func box(_ m: FaceDetector.Member) -> FaceBox? {
+                matchingBox(detectFaces(in: images[i], cascade: m.cascade, parameters: m.parameters, threads: 1), reference: set.keypoints[i])
+            }
+            guard let f = box(frontal), let o = box(member) else { return }
+            let w = Double(o.width)
+            slots[i] = BoxShift(dx: Double(f.x - o.x) / w, dy: Double(f.y - o.y) / w, size: Double(f.width) / w)
+        }
+        let shifts = slots.values.compactMap { $0 }
+        guard !shifts.isEmpty else { return nil }
+        return (BoxShift(dx: Statistics.median(shifts.map(\.dx)), dy: Statistics.median(shifts.map(\.dy)),
+                         size: Statistics.median(shifts.map(\.size))), shifts.count)
     }
 
     /// The box -> crop mapping measured on labelled photos: the median of each face's own framing
@@ -85,11 +153,11 @@ public enum FramesEvaluation {
 
     /// A photo model runs its passes; a model for 96x96 faces gets one crop per face from the box, as
     /// annotate gave it before photo models (the old way, kept measurable side by side).
-    public static func run(_ set: LandmarkSet, model: KeypointModel, framing: BoxFraming, cascade: HaarCascade,
-                           parameters: DetectionParameters = .init(), passes: Int? = nil, sheetFaces: Int = 0) throws -> FramesReport {
+    public static func run(_ set: LandmarkSet, model: KeypointModel, framing: BoxFraming, detector: FaceDetector,
+                           passes: Int? = nil, sheetFaces: Int = 0) throws -> FramesReport {
         let started = Date()
         let images = try ImageFile.readGray(paths: set.images)
-        let boxes = detect(images, references: set.keypoints, cascade: cascade, parameters: parameters)
+        let boxes = detect(images, references: set.keypoints, detector: detector)
         let scaled = images.map { $0.pixels.map { $0 / 255 } }
         var report = FramesReport()
         report.photos = set.count
@@ -169,8 +237,9 @@ public enum PhotoModelExport {
             let all = try LandmarkFiles.read(frames)
             let set = all.subset(all.trainingRows)
             let images = try ImageFile.readGray(paths: set.images)
-            let boxes = FramesEvaluation.detect(images, references: set.keypoints, cascade: try HaarCascade(contentsOf: cascade),
-                                                parameters: .init())
+            // The frontal cascade alone: the other cascades' boxes are moved onto its framing.
+            let boxes = FramesEvaluation.detect(images, references: set.keypoints,
+                                                detector: FaceDetector(frontal: try HaarCascade(contentsOf: cascade)))
             guard let cal = FramesEvaluation.calibrate(references: set.keypoints, boxes: boxes) else {
                 throw FKPError.setup("\(frames): the detector found none of the \(set.count) training faces; cannot calibrate")
             }

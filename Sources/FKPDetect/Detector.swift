@@ -44,12 +44,7 @@ public struct DetectionParameters: Sendable {
 public func detectFaces(in image: GrayImage, cascade: HaarCascade, parameters: DetectionParameters = .init(),
                         threads: Int = 2) -> [FaceBox] {
     precondition(image.pixels.count == image.width * image.height, "GrayImage: pixel count does not match its size")
-    let bytes = image.pixels.map { v -> UInt8 in
-        // NaN and out-of-range values clamp; .5 rounds away from zero (like lround).
-        let r = v.rounded()
-        return r >= 255 ? 255 : (r > 0 ? UInt8(r) : 0)
-    }
-    return detectFaces(gray8: bytes, width: image.width, height: image.height, cascade: cascade,
+    return detectFaces(gray8: image.bytes8, width: image.width, height: image.height, cascade: cascade,
                        parameters: parameters, threads: threads)
 }
 
@@ -60,12 +55,7 @@ public func detectFaces(gray8 pixels: [UInt8], width: Int, height: Int, cascade:
                                parameters: parameters, threads: threads)
     let grouped = groupRectangles(raw, minNeighbors: parameters.minNeighbors, eps: 0.2)
     // OpenCV's clipObjects: intersect with the image, drop empty boxes.
-    return grouped.compactMap { b in
-        let x0 = max(b.x, 0), y0 = max(b.y, 0)
-        let x1 = min(b.x + b.width, width), y1 = min(b.y + b.height, height)
-        guard x1 > x0, y1 > y0 else { return nil }
-        return FaceBox(x: x0, y: y0, width: x1 - x0, height: y1 - y0, neighbors: b.neighbors)
-    }
+    return grouped.compactMap { $0.clipped(width: width, height: height) }
 }
 
 /// The raw (ungrouped) window hits in image coordinates, each with neighbors = 1, in a deterministic
@@ -108,7 +98,7 @@ public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cas
                 buildScaledIntegral(src: src.baseAddress!, srcWidth: width, srcHeight: height,
                                     dstWidth: plan.width, dstHeight: plan.height,
                                     sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers)
-                scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum) { x, y in
+                scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers) { x, y in
                     found.append((si, Int32(x), Int32(y)))
                 }
             }
@@ -187,10 +177,21 @@ final class ScanBuffers {
     let h1: UnsafeMutablePointer<Int32>
     let xofs: UnsafeMutablePointer<Int32>
     let alpha: UnsafeMutablePointer<Int32>
+    /// The first stages' result per window of a row (see `CompiledCascade.firstStages`) and its
+    /// variance normalisation factor.
+    let lanes: UnsafeMutablePointer<Int8>
+    let norms: UnsafeMutablePointer<Float>
+    /// 8 windows with a step of 2 read 16 entries from each corner.
+    static let padding = 64
 
     init(stride: Int, rows: Int, maxWidth: Int) {
-        sum = .allocate(capacity: stride * rows)
-        sqsum = .allocate(capacity: stride * rows)
+        // Padding: the vectorised first stage reads whole vectors past the last window of a row.
+        sum = .allocate(capacity: stride * rows + ScanBuffers.padding)
+        sqsum = .allocate(capacity: stride * rows + ScanBuffers.padding)
+        sum.initialize(repeating: 0, count: stride * rows + ScanBuffers.padding)
+        sqsum.initialize(repeating: 0, count: stride * rows + ScanBuffers.padding)
+        lanes = .allocate(capacity: maxWidth + 16)
+        norms = .allocate(capacity: maxWidth + 16)
         row = .allocate(capacity: maxWidth)
         h0 = .allocate(capacity: maxWidth)
         h1 = .allocate(capacity: maxWidth)
@@ -200,7 +201,7 @@ final class ScanBuffers {
 
     func deallocate() {
         sum.deallocate(); sqsum.deallocate(); row.deallocate(); h0.deallocate(); h1.deallocate()
-        xofs.deallocate(); alpha.deallocate()
+        xofs.deallocate(); alpha.deallocate(); lanes.deallocate(); norms.deallocate()
     }
 }
 
@@ -333,6 +334,14 @@ struct PackedStump {
     var threshold: Float
     var left: Double
     var right: Double
+
+    /// `right` when `isRight`, else `left`, without a branch.
+    @inline(__always)
+    func leaf(_ isRight: Bool) -> Double {
+        withUnsafePointer(to: self) { p in
+            UnsafeRawPointer(p).load(fromByteOffset: MemoryLayout<PackedStump>.offset(of: \PackedStump.left)! + (isRight ? 8 : 0), as: Double.self)
+        }
+    }
 }
 
 struct PackedNode {
@@ -440,17 +449,25 @@ struct CompiledCascade {
     @inline(__always)
     func evaluate(_ p: UnsafePointer<Int32>, _ q: UnsafePointer<Int64>) -> Int {
         guard let vnf = varianceNormFactor(p, q) else { return -1 }
+        return evaluate(p, vnf: vnf, from: 0)
+    }
+
+    /// The stages from `first` on, for a window whose variance normalisation factor is `vnf`.
+    @inline(__always)
+    func evaluate(_ p: UnsafePointer<Int32>, vnf: Float, from first: Int) -> Int {
         let stageCount = stages.count
         let stageBase = stages.baseAddress!
         if isStumpBased {
             var st = UnsafePointer(stumps.baseAddress!)
-            for si in 0..<stageCount {
+            for si in 0..<first { st += stageBase[si].count }
+            for si in first..<stageCount {
                 let stage = stageBase[si]
                 var tmp = 0.0
                 for i in 0..<stage.count {
                     let s = st[i]
                     let v = s.feature.value(p) * vnf
-                    tmp += v < s.threshold ? s.left : s.right
+                    // Indexing instead of a branch: the comparison goes either way unpredictably.
+                    tmp += s.leaf(v >= s.threshold)
                 }
                 if tmp < stage.threshold { return -si }
                 st += stage.count
@@ -459,7 +476,8 @@ struct CompiledCascade {
         } else {
             let nodeBase = nodes.baseAddress!, featBase = features.baseAddress!, leafBase = leaves.baseAddress!
             var wk = UnsafePointer(weaks.baseAddress!)
-            for si in 0..<stageCount {
+            for si in 0..<first { wk += stageBase[si].count }
+            for si in first..<stageCount {
                 let stage = stageBase[si]
                 var tmp = 0.0
                 for i in 0..<stage.count {
@@ -482,22 +500,106 @@ struct CompiledCascade {
 }
 
 /// Slides the window over one scale's integral images; calls `hit(x, y)` (shrunk-image coordinates) for
-/// every window that passes all stages.
+/// every window that passes all stages. A stump cascade's first stages run on a whole row at once
+/// (`firstStages`, 8 windows per vector); the windows that pass them go through the others one by one.
+/// The order of visits and OpenCV's skip after a first-stage rejection are kept, so the hits are the same
+/// as window-by-window evaluation.
 @inline(__always)
 func scan(plan: ScalePlan, compiled: CompiledCascade, sum: UnsafePointer<Int32>, sqsum: UnsafePointer<Int64>,
-          hit: (Int, Int) -> Void) {
+          buffers: ScanBuffers, hit: (Int, Int) -> Void) {
     let step = plan.step
     let stride = compiled.n0 - 1
+    let positions = (plan.workWidth + step - 1) / step
+    let vectorDone = min(CompiledCascade.vectorStages, compiled.stages.count)
     var y = 0
     while y < plan.workHeight {
         let prow = sum + y * stride, qrow = sqsum + y * stride
-        var x = 0
-        while x < plan.workWidth {
-            let r = compiled.evaluate(prow + x, qrow + x)
-            if r > 0 { hit(x, y) }
-            if r == 0 { x += step }
-            x += step
+        if compiled.isStumpBased {
+            compiled.firstStages(prow, qrow, count: positions, step: step, lanes: buffers.lanes, norms: buffers.norms)
+            var i = 0
+            while i < positions {
+                var r = Int(buffers.lanes[i])
+                if r > 0 { r = compiled.evaluate(prow + i * step, vnf: buffers.norms[i], from: vectorDone) }
+                if r > 0 { hit(i * step, y) }
+                if r == 0 { i += 1 }
+                i += 1
+            }
+        } else {
+            var x = 0
+            while x < plan.workWidth {
+                let r = compiled.evaluate(prow + x, qrow + x)
+                if r > 0 { hit(x, y) }
+                if r == 0 { x += step }
+                x += step
+            }
         }
         y += step
+    }
+}
+
+extension CompiledCascade {
+    /// The variance check and the first `vectorStages` stages of a stump cascade for `count` windows of
+    /// a row, at x = 0, step, 2 step, ...: `lanes[i]` = OpenCV's result (-1 the variance rejects, 0 the
+    /// first stage, -s stage s) or 1 (passes them, with its normalisation factor in `norms[i]`). The same
+    /// arithmetic as `evaluate`, in the same order and precision, eight windows at a time; a block of
+    /// eight stops when all of them are rejected.
+    /// Stages run eight windows at a time; later stages see few windows and run one window at a time.
+    /// 6 rather than 3, together with the branch-free leaf choice, took the frontal cascade's CPU time on
+    /// the 638 held-out frames from 11.7 s to 10.3 s (13.2 s window by window), on the loaded 2-core machine.
+    static let vectorStages = 6
+
+    func firstStages(_ p: UnsafePointer<Int32>, _ q: UnsafePointer<Int64>, count: Int, step: Int,
+                    lanes: UnsafeMutablePointer<Int8>, norms: UnsafeMutablePointer<Float>) {
+        precondition(step == 1 || step == 2)
+        let stageCount = min(stages.count, CompiledCascade.vectorStages)
+        let stageBase = stages.baseAddress!
+        let first = UnsafePointer(stumps.baseAddress!)
+        @inline(__always) func load32(_ base: UnsafePointer<Int32>, _ offset: Int) -> SIMD8<Int32> {
+            let raw = UnsafeRawPointer(base + offset)
+            return step == 2 ? raw.loadUnaligned(as: SIMD16<Int32>.self).evenHalf : raw.loadUnaligned(as: SIMD8<Int32>.self)
+        }
+        @inline(__always) func load64(_ base: UnsafePointer<Int64>, _ offset: Int) -> SIMD8<Int64> {
+            let raw = UnsafeRawPointer(base + offset)
+            return step == 2 ? raw.loadUnaligned(as: SIMD16<Int64>.self).evenHalf : raw.loadUnaligned(as: SIMD8<Int64>.self)
+        }
+        @inline(__always) func rect(_ x: Int, _ a: Int32, _ b: Int32, _ c: Int32, _ d: Int32) -> SIMD8<Float> {
+            let s = load32(p, x + Int(a)) &- load32(p, x + Int(b)) &- load32(p, x + Int(c)) &+ load32(p, x + Int(d))
+            return SIMD8<Float>(s)
+        }
+        let area = SIMD8<Double>(repeating: normArea)
+        var i = 0
+        while i < count {
+            let x = i * step
+            let s = load32(p, x + n0) &- load32(p, x + n1) &- load32(p, x + n2) &+ load32(p, x + n3)
+            let sq = load64(q, x + n0) &- load64(q, x + n1) &- load64(q, x + n2) &+ load64(q, x + n3)
+            let sd = SIMD8<Double>(s)
+            let nf = area * SIMD8<Double>(sq) - sd * sd
+            let f = SIMD8<Float>(1.0 / nf.squareRoot())
+            let valid = (nf .> 0) .& (area * SIMD8<Double>(f) .< 0.1)
+            // Per lane: 1 while alive, else OpenCV's code (-1 variance, -si for stage si).
+            var code = SIMD8<Int64>(repeating: -1).replacing(with: 1, where: valid)
+            var st = first
+            for si in 0..<stageCount {
+                guard any(code .== 1) else { break }
+                var tmp = SIMD8<Double>(repeating: 0)
+                for k in 0..<stageBase[si].count {
+                    let stump = st[k], ft = stump.feature
+                    var v = SIMD8<Float>(repeating: ft.w0) * rect(x, ft.a0, ft.b0, ft.c0, ft.d0)
+                        + SIMD8<Float>(repeating: ft.w1) * rect(x, ft.a1, ft.b1, ft.c1, ft.d1)
+                    if ft.w2 != 0 { v += SIMD8<Float>(repeating: ft.w2) * rect(x, ft.a2, ft.b2, ft.c2, ft.d2) }
+                    v *= f
+                    // The leaves are single precision in the file, so choosing in Float is exact.
+                    tmp += SIMD8<Double>(SIMD8<Float>(repeating: Float(stump.right))
+                        .replacing(with: Float(stump.left), where: v .< stump.threshold))
+                }
+                code.replace(with: SIMD8<Int64>(repeating: Int64(-si)), where: (code .== 1) .& (tmp .< stageBase[si].threshold))
+                st += stageBase[si].count
+            }
+            for l in 0..<min(8, count - i) {
+                lanes[i + l] = Int8(code[l])
+                norms[i + l] = f[l]
+            }
+            i += 8
+        }
     }
 }

@@ -61,6 +61,10 @@ struct Stage: Equatable {
 /// (frontalface_default/alt/alt2/alt_tree, profileface and eye have none). Immutable after `init`.
 public final class HaarCascade: @unchecked Sendable {
     public static let defaultPath = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml"
+    /// OpenCV's profile-face cascade (faces turned to the image's left), from the same package.
+    public static let profilePath = "/usr/share/opencv4/haarcascades/haarcascade_profileface.xml"
+    /// OpenCV's second frontal cascade (Lienhart's "alt2", trees of two nodes), a second opinion on weak faces.
+    public static let verifierPath = "/usr/share/opencv4/haarcascades/haarcascade_frontalface_alt2.xml"
 
     /// Offset of the first "<?" that is not the XML declaration at the start ("<?xml" and white space).
     static func processingInstruction(in data: Data) -> Int? {
@@ -212,6 +216,22 @@ public final class HaarCascade: @unchecked Sendable {
         stages = b.stages
         features = b.features
         isStumpBased = stumps
+    }
+
+    init(path: String, width: Int, height: Int, stages: [Stage], features: [HaarFeature], isStumpBased: Bool) {
+        self.path = path; self.width = width; self.height = height
+        self.stages = stages; self.features = features; self.isStumpBased = isStumpBased
+    }
+
+    /// The same cascade for the mirror image: every rectangle flipped about the window's vertical axis.
+    /// Scanning an image with it finds what the cascade finds in the mirrored image (a profile cascade
+    /// trained on faces turned one way finds those turned the other way), without mirroring the image.
+    public func mirrored() -> HaarCascade {
+        let flipped = features.map { f in
+            HaarFeature(rects: f.rects.map { HaarRect(x: width - $0.x - $0.width, y: $0.y, width: $0.width, height: $0.height, weight: $0.weight) })
+        }
+        return HaarCascade(path: path + " (mirrored)", width: width, height: height, stages: stages, features: flipped,
+                           isStumpBased: isStumpBased)
     }
 }
 

@@ -6,12 +6,14 @@ public enum RecordFormat: String, CaseIterable, Sendable {
     case csv, jsonl
 }
 
-/// One face in photo pixels: its box, the detector's score (neighbours) and 30 keypoint values.
+/// One face in photo pixels: its box, the detector's score and pose class, and 30 keypoint values.
 public struct FaceRecord: Sendable {
     public var x, y, width, height, score: Int
+    /// frontal, left or right (empty when no detector ran).
+    public var pose: String
     public var points: [Float]
-    public init(x: Int, y: Int, width: Int, height: Int, score: Int, points: [Float]) {
-        (self.x, self.y, self.width, self.height, self.score, self.points) = (x, y, width, height, score, points)
+    public init(x: Int, y: Int, width: Int, height: Int, score: Int, pose: String = "", points: [Float]) {
+        (self.x, self.y, self.width, self.height, self.score, self.pose, self.points) = (x, y, width, height, score, pose, points)
     }
 }
 
@@ -34,7 +36,8 @@ public final class FaceRecordWriter {
         self.format = format; self.sink = sink
     }
 
-    public static let csvHeader = (["file", "faces", "face", "x", "y", "w", "h", "score"] + Keypoints.columns).joined(separator: ",")
+    /// Columns added later come last, so readers of the older columns keep working.
+    public static let csvHeader = (["file", "faces", "face", "x", "y", "w", "h", "score"] + Keypoints.columns + ["pose"]).joined(separator: ",")
 
     public func header() {
         if format == .csv { buffer += Self.csvHeader + "\n" }
@@ -43,7 +46,7 @@ public final class FaceRecordWriter {
     public func records(file: String, faces: [FaceRecord]) {
         if faces.isEmpty {
             switch format {
-            case .csv: buffer += "\(KeypointWriter.csvField(file)),0" + String(repeating: ",", count: 6 + Keypoints.count) + "\n"
+            case .csv: buffer += "\(KeypointWriter.csvField(file)),0" + String(repeating: ",", count: 7 + Keypoints.count) + "\n"
             case .jsonl: buffer += KeypointWriter.jsonLine(["file": file, "faces": 0]) + "\n"
             }
         }
@@ -51,7 +54,7 @@ public final class FaceRecordWriter {
             switch format {
             case .csv:
                 buffer += "\(KeypointWriter.csvField(file)),\(faces.count),\(j + 1),\(f.x),\(f.y),\(f.width),\(f.height),\(f.score),"
-                buffer += f.points.map(KeypointWriter.format).joined(separator: ",") + "\n"
+                buffer += f.points.map(KeypointWriter.format).joined(separator: ",") + ",\(KeypointWriter.csvField(f.pose))\n"
             case .jsonl:
                 var kp: [String: [Any]] = [:]
                 for k in 0..<Keypoints.count / 2 {
@@ -60,7 +63,7 @@ public final class FaceRecordWriter {
                 }
                 buffer += KeypointWriter.jsonLine(["file": file, "faces": faces.count, "face": j + 1,
                                                    "box": ["x": f.x, "y": f.y, "w": f.width, "h": f.height], "score": f.score,
-                                                   "keypoints": kp]) + "\n"
+                                                   "pose": f.pose, "keypoints": kp]) + "\n"
             }
         }
         if buffer.utf8.count > 1 << 16 { flush() }

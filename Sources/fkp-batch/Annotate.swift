@@ -9,7 +9,7 @@ struct Annotate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find faces in photos, predict their keypoints, write annotated PNGs and keypoint records.",
         discussion: """
-        Inputs: PNG or JPEG files and folders (walked recursively, sorted, hidden files skipped), or - to read paths from stdin, one a line. Each face is found with OpenCV's Haar cascade (Viola-Jones, evaluated by fkp-batch), cropped as the training faces are framed, resized to 96x96 grey and run through the net in batches. For each photo, -o OUT gets OUT/<relative path>.png with the boxes and the 15 points drawn (eyes cyan, eye corners blue, brows yellow, nose red, mouth magenta), written atomically. Two inputs that would get the same output name (d1/x.png and d2/x.png, or y.png and y.jpg) are told apart by one rule: the first in input order keeps the name, later ones get -2, -3, ... with a warning. stdout gets one record per face (CSV with a header, or --format jsonl): file, faces in the photo, face number, box x/y/w/h, detection score (neighbours), then the 30 keypoint columns in photo pixels. A photo with no face gets one record with faces = 0.
+        Inputs: PNG or JPEG files and folders (walked recursively, sorted, hidden files skipped), or - to read paths from stdin, one a line. Each face is found with OpenCV's Haar cascades (Viola-Jones, evaluated by fkp-batch: the frontal cascade, the profile cascade as trained and mirrored, and alt2 confirming weak frontal faces), cropped as the training faces are framed, resized to 96x96 grey and run through the net in batches. For each photo, -o OUT gets OUT/<relative path>.png with the boxes and the 15 points drawn (eyes cyan, eye corners blue, brows yellow, nose red, mouth magenta), written atomically. Two inputs that would get the same output name (d1/x.png and d2/x.png, or y.png and y.jpg) are told apart by one rule: the first in input order keeps the name, later ones get -2, -3, ... with a warning. stdout gets one record per face (CSV with a header, or --format jsonl): file, faces in the photo, face number, box x/y/w/h, detection score (windows of all cascades that accepted the face; --min-score drops lower ones), the 30 keypoint columns in photo pixels, then the pose (frontal, left or right: the way the face is turned in the image; new columns come last). A photo with no face gets one record with faces = 0.
 
         Bad files (truncated, not an image, too large) are reported on stderr and skipped; the exit code is then 1 (0 all good, 2 usage or set-up error). --shard K/N takes every N-th file from the K-th (K = 1..N), so N machines or processes split a set with no overlap; --skip-existing makes a re-run after a crash cheap (a photo's records are written before its PNG, so none is lost; scripts/merge-records.sh merges the records of shards and retries), and temporary files that a killed run left in OUT are removed once a minute old. docs/CLUSTER.md has the recipes for xargs -P, Slurm and Kubernetes.
 
@@ -28,10 +28,7 @@ struct Annotate: ParsableCommand {
     var shard: Shard?
     @Flag(name: .customLong("skip-existing"), help: "Skip photos whose annotated PNG already exists.") var skipExisting = false
     @Flag(name: .customLong("no-detect"), help: "Treat each image as one face that is already cropped.") var noDetect = false
-    @Option(help: "Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
-    @Option(name: .customLong("min-neighbors"), help: "Detections a face needs (higher: fewer false faces).") var minNeighbors: Int = 5
-    @Option(name: .customLong("min-face"), help: "Smallest face, in photo pixels.") var minFace: Int = 30
-    @Option(name: .customLong("scale-factor"), help: "Scale step of the detector's image pyramid.") var scaleFactor: Double = 1.1
+    @OptionGroup var detection: DetectorOptions
     @Flag(help: "Print the time spent in each stage (decode, detect, net, draw+encode) on stderr.") var stats = false
     @Option(help: "Passes of a photo model: 1 predicts in the detector's crop; each further pass realigns the crop on the last prediction (default: the model's, 2).")
     var passes: Int?
@@ -41,9 +38,6 @@ struct Annotate: ParsableCommand {
 
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give photos, folders, or - to read paths from stdin") }
-        guard minNeighbors >= 0 else { throw ValidationError("--min-neighbors must be at least 0") }
-        guard minFace >= 1 else { throw ValidationError("--min-face must be at least 1") }
-        guard scaleFactor > 1, scaleFactor < 4 else { throw ValidationError("--scale-factor must be in (1, 4)") }
         if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
     }
 
@@ -51,10 +45,8 @@ struct Annotate: ParsableCommand {
         var settings = AnnotationSettings()
         settings.output = output
         settings.skipExisting = skipExisting
-        settings.cascadePath = noDetect ? nil : cascade
-        settings.detection.minNeighbors = minNeighbors
-        settings.detection.minSize = minFace
-        settings.detection.scaleFactor = scaleFactor
+        detection.apply(to: &settings)
+        if noDetect { settings.cascadePath = nil }
         settings.passes = passes
         settings.averaging = !noAveraging
         if let threads = engine.threads { settings.threads = threads }

@@ -28,7 +28,9 @@ struct Evaluate: ParsableCommand {
     @Option(help: "With --frames: passes through the net (default: the model's).") var passes: Int?
     @Flag(name: .customLong("no-averaging"), help: "With --frames: a photo model predicts each crop once (no mirror or jitter averaging), as annotate --no-averaging.")
     var noAveraging = false
-    @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
+    @Flag(help: "With --frames: measure the face detector alone (no net): faces found, false boxes per photo, speed, and both at several --min-score values.")
+    var detection = false
+    @OptionGroup(title: "Detector (with --frames)") var detector: DetectorOptions
     @Option(help: ArgumentHelp("With --frames: write a contact sheet of 48 faces (reference green, prediction red, NME under each) to this PNG.", valueName: "png"))
     var sheet: String?
     @Option(help: "Output.") var format: ReportFormat = .table
@@ -37,6 +39,7 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         guard (data == nil) != (frames == nil) else { throw ValidationError("give a labelled CSV or --frames DIR (one of them)") }
+        if detection && frames == nil { throw ValidationError("--detection needs --frames DIR") }
         if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
     }
 
@@ -64,6 +67,7 @@ struct Evaluate: ParsableCommand {
     }
 
     func runFrames(_ dir: String) throws {
+        if detection { return try runDetection(dir) }
         let loaded = try model.load(engine)
         let aligned = loaded as? AlignedModel
         if noAveraging { aligned?.averageNone() }
@@ -71,7 +75,7 @@ struct Evaluate: ParsableCommand {
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
         let r = try FramesEvaluation.run(set, model: loaded, framing: .firstCrop(for: loaded),
-                                         cascade: try HaarCascade(contentsOf: cascade), passes: passes, sheetFaces: sheet == nil ? 0 : 48)
+                                         detector: try detector.detector(), passes: passes, sheetFaces: sheet == nil ? 0 : 48)
         if let sheet {
             try PNGCodec.writeRGB(ContactSheet.draw(r.tiles.map {
                 ContactSheet.Tile(side: $0.side, pixels: $0.pixels, predicted: $0.predicted, reference: $0.reference, caption: String(format: "%.3f", $0.nme))
@@ -95,6 +99,45 @@ struct Evaluate: ParsableCommand {
             })
             printTable([["keypoint (detector + net)", "mean NME"]]
                 + zip(RMSEReport.keypointNames, r.perKeypoint).map { [$0, String(format: "%.4f", $1)] })
+        }
+    }
+
+    func runDetection(_ dir: String) throws {
+        let all = try LandmarkFiles.read(dir)
+        let set = allPeople ? all : all.subset(all.heldOutRows)
+        let r = try FramesEvaluation.measureDetection(set, detector: try detector.detector())
+        let thresholds = [0, 5, 10, 20, 40, 80].filter { $0 >= detector.minScore }
+        let sweep = thresholds.map { t in (t, r.trueScores.filter { $0 >= t }.count, r.falseBoxes.filter { $0.detection.score >= t }.count) }
+        let photos = Double(max(r.photos, 1))
+        if format == .json {
+            print(KeypointWriter.jsonLine([
+                "frames": dir, "photos": r.photos, "found": r.found, "recall": Double(r.found) / photos,
+                "found_by_pose": Dictionary(uniqueKeysWithValues: FacePose.allCases.map { ($0.rawValue, r.foundByPose[$0] ?? 0) }),
+                "false_boxes": r.falseBoxes.count, "false_boxes_per_photo": Double(r.falseBoxes.count) / photos,
+                "seconds": r.seconds, "photos_per_second": photos / max(r.seconds, 1e-9),
+                "by_min_score": sweep.map { ["min_score": $0.0, "found": $0.1, "false_boxes": $0.2] },
+                "missed": r.missed,
+                "false": r.falseBoxes.map { ["photo": $0.photo, "x": $0.detection.box.x, "y": $0.detection.box.y, "w": $0.detection.box.width,
+                                             "h": $0.detection.box.height, "score": $0.detection.score, "pose": $0.detection.pose.rawValue] },
+            ]))
+            return
+        }
+        print(String(format: "%d photos of %d people: faces found in %d (%.1f%%; frontal %d, left %d, right %d); %d false boxes (%.3f per photo); detection %.2f s, %.1f photos/s (%.2f megapixels)",
+                     r.photos, Set(set.persons).count, r.found, 100 * Double(r.found) / photos, r.foundByPose[.frontal] ?? 0,
+                     r.foundByPose[.left] ?? 0, r.foundByPose[.right] ?? 0, r.falseBoxes.count, Double(r.falseBoxes.count) / photos,
+                     r.seconds, photos / max(r.seconds, 1e-9), Double(r.pixels) / 1e6))
+        printTable([["min score", "found", "found %", "false boxes", "per photo"]] + sweep.map {
+            ["\($0.0)", "\($0.1)", String(format: "%.1f", 100 * Double($0.1) / photos), "\($0.2)", String(format: "%.3f", Double($0.2) / photos)]
+        })
+        for f in r.falseBoxes {
+            let b = f.detection.box
+            print("false: \(f.photo) box \(b.x),\(b.y),\(b.width),\(b.height) score \(f.detection.score) \(f.detection.pose.rawValue)")
+        }
+        for m in r.missed { print("missed: \(m)") }
+        let d = try detector.detector()
+        if d.members.count > 1, let m = try FramesEvaluation.measureShift(set, frontal: d.members[0], member: d.members[1]) {
+            print(String(format: "profile box -> frontal box of the same face: dx %.4f, dy %.4f, size %.4f box widths (median of %d faces)",
+                         m.shift.dx, m.shift.dy, m.shift.size, m.faces))
         }
     }
 }

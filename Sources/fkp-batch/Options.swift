@@ -1,5 +1,6 @@
 import ArgumentParser
 import FKPAnnotate
+import FKPDetect
 import FKPEngine
 import FKPExport
 import FKPInference
@@ -66,4 +67,53 @@ struct ModelOption: ParsableArguments {
 
     /// The model file actually used, for reports and the output guard.
     var path: String { model ?? ModelFile.defaultPath }
+}
+
+/// The face detector's options, shared by annotate and evaluate --frames.
+struct DetectorOptions: ParsableArguments {
+    @Option(help: "Frontal-face Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
+    @Option(name: .customLong("profile-cascade"), help: "Profile-face Haar cascade XML, run as trained and mirrored (faces turned left and right).")
+    var profileCascade: String = HaarCascade.profilePath
+    @Flag(name: .customLong("no-profile"), help: "Frontal cascade only (as before the profile cascade was added).") var noProfile = false
+    @Option(name: .customLong("min-neighbors"), help: "Detections a face needs from the frontal cascade (higher: fewer false faces).") var minNeighbors: Int = AnnotationSettings().detection.minNeighbors
+    @Option(name: .customLong("profile-min-neighbors"), help: "The same for the profile cascade.") var profileMinNeighbors: Int = FaceDetector.profileDefaults.minNeighbors
+    @Option(name: .customLong("min-face"), help: "Smallest face, in photo pixels.") var minFace: Int = 30
+    @Option(name: .customLong("scale-factor"), help: "Scale step of the detector's image pyramid.") var scaleFactor: Double = 1.1
+    @Option(name: .customLong("profile-scale-factor"), help: "The same for the profile cascade.") var profileScaleFactor: Double = FaceDetector.profileDefaults.scaleFactor
+    @Option(name: .customLong("profile-min-face"), help: "Smallest profile face, in photo pixels.") var profileMinFace: Int = FaceDetector.profileDefaults.minSize
+    @Option(name: .customLong("verify-below"), help: "Faces scoring below this must be confirmed by the verifier cascade searched around the box (0: no check).")
+    var verifyBelow: Int = AnnotationSettings().verifyBelow ?? 0
+    @Option(name: .customLong("verify-neighbors"), help: "Detections the verifier needs around a weak face.") var verifyNeighbors: Int = AnnotationSettings().verifyNeighbors
+    @Option(name: .customLong("verifier-cascade"), help: "The verifier's Haar cascade XML.") var verifierCascade: String = HaarCascade.verifierPath
+    @Option(name: .customLong("min-score"), help: "Drop faces whose detection score (windows of all cascades that accepted the face) is below this.")
+    var minScore: Int = 0
+
+    func validate() throws {
+        guard minNeighbors >= 0, profileMinNeighbors >= 0 else { throw ValidationError("--min-neighbors and --profile-min-neighbors must be at least 0") }
+        guard minFace >= 1, profileMinFace >= 1 else { throw ValidationError("--min-face and --profile-min-face must be at least 1") }
+        guard scaleFactor > 1, scaleFactor < 4, profileScaleFactor > 1, profileScaleFactor < 4 else { throw ValidationError("--scale-factor must be in (1, 4)") }
+        guard minScore >= 0 else { throw ValidationError("--min-score must be at least 0") }
+    }
+
+    /// These options applied to annotate's settings.
+    func apply(to s: inout AnnotationSettings) {
+        s.cascadePath = cascade
+        s.profileCascadePath = noProfile ? nil : profileCascade
+        s.detection.minNeighbors = minNeighbors
+        s.detection.minSize = minFace
+        s.detection.scaleFactor = scaleFactor
+        s.profileDetection.minNeighbors = profileMinNeighbors
+        s.profileDetection.minSize = profileMinFace
+        s.profileDetection.scaleFactor = profileScaleFactor
+        s.minScore = minScore
+        s.verifierPath = verifyBelow > 0 ? verifierCascade : nil
+        s.verifyBelow = verifyBelow
+        s.verifyNeighbors = verifyNeighbors
+    }
+
+    func detector() throws -> FaceDetector {
+        var s = AnnotationSettings()
+        apply(to: &s)
+        do { return try s.detector()! } catch { throw FKPError.setup("\(error)") }
+    }
 }

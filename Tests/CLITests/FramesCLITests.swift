@@ -43,4 +43,28 @@ final class FramesCLITests: XCTestCase {
         XCTAssertLessThan(nme, 0.09)
         XCTAssertLessThan(nme, meanShape * 0.7, "the net must do far better than the mean face")
     }
+
+    /// The detection measure on labelled photos: recall, false boxes, speed, and both by --min-score
+    /// (the score is monotone: a higher threshold never finds more faces or more false boxes).
+    func testDetectionMeasureOnSampleFrames() throws {
+        let r = try fkpBatch(["evaluate", "--frames", "samples/frames", "--detection", "--all-people", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(o["photos"] as? Int, 20)
+        XCTAssertEqual(o["found"] as? Int, 20, "every sample face is found")
+        XCTAssertNotNil(o["false_boxes"] as? Int)
+        XCTAssertGreaterThan(try XCTUnwrap(o["photos_per_second"] as? Double), 0)
+        let sweep = try XCTUnwrap(o["by_min_score"] as? [[String: Int]])
+        XCTAssertEqual(sweep.first?["found"], 20)
+        for (a, b) in zip(sweep, sweep.dropFirst()) {
+            XCTAssertGreaterThanOrEqual(a["found"]!, b["found"]!)
+            XCTAssertGreaterThanOrEqual(a["false_boxes"]!, b["false_boxes"]!)
+        }
+        // --min-score drops faces below it: far above any face, none is found.
+        let strict = try fkpBatch(["evaluate", "--frames", "samples/frames", "--detection", "--all-people", "--min-score", "100000", "--format", "json"])
+        let s = try JSONSerialization.jsonObject(with: Data(strict.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(s["found"] as? Int, 0)
+        let usage = try fkpBatch(["evaluate", "--detection", "samples/training-sample.csv"])
+        XCTAssertEqual(usage.status, 2, "--detection needs --frames")
+    }
 }

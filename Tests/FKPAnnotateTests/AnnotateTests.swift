@@ -105,7 +105,7 @@ final class AnnotateTests: XCTestCase {
     func testRecordsWriteNaNAsEmptyOrNull() throws {
         var points = [Float](repeating: 10, count: 30)
         points[3] = .nan
-        let face = FaceRecord(x: 1, y: 2, width: 3, height: 4, score: 5, points: points)
+        let face = FaceRecord(x: 1, y: 2, width: 3, height: 4, score: 5, pose: "left", points: points)
         var csv = ""
         let c = FaceRecordWriter(format: .csv) { csv += $0 }
         c.records(file: "a,b.png", faces: [face])
@@ -113,6 +113,8 @@ final class AnnotateTests: XCTestCase {
         let fields = csv.dropLast().components(separatedBy: ",")
         XCTAssertEqual(fields[0], "\"a")
         XCTAssertEqual(fields[9 + 3], "", "file (2 fields: it holds a comma), faces, face, box, score, then the 30 values")
+        XCTAssertEqual(fields.count, 2 + 7 + 30 + 1)
+        XCTAssertEqual(fields.last, "left", "the pose comes last")
         var json = ""
         let j = FaceRecordWriter(format: .jsonl) { json += $0 }
         j.records(file: "a.png", faces: [face])
@@ -121,6 +123,7 @@ final class AnnotateTests: XCTestCase {
         let eye = (obj["keypoints"] as! [String: [Any]])["right_eye_center"]!
         XCTAssertEqual(eye[0] as? Double, 10)
         XCTAssertTrue(eye[1] is NSNull)
+        XCTAssertEqual(obj["pose"] as? String, "left")
     }
 
     func testFaceFrameMapsBothWays() {

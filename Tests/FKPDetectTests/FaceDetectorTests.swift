@@ -1,0 +1,153 @@
+@testable import FKPDetect
+import FKPImage
+import FKPTestSupport
+import Foundation
+import XCTest
+
+private let fixturesDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+private let cameraPath = repoRoot.appendingPathComponent("samples/photos/skimage_camera.png").path
+
+final class FaceDetectorTests: XCTestCase {
+    func cascade(_ path: String) throws -> HaarCascade {
+        guard FileManager.default.fileExists(atPath: path) else {
+            print("skipping: \(path) is absent (install Debian's opencv-data)")
+            throw XCTSkip("\(path) is absent (install Debian's opencv-data)")
+        }
+        return try HaarCascade(contentsOf: path)
+    }
+
+    /// The default detector of annotate: frontal (3 neighbours), profile both ways, alt2 verifier.
+    func annotateDetector() throws -> FaceDetector {
+        var frontal = DetectionParameters()
+        frontal.minNeighbors = 3
+        var d = FaceDetector(frontal: try cascade(HaarCascade.defaultPath), profile: try cascade(HaarCascade.profilePath),
+                             parameters: frontal)
+        d.verifier = try cascade(HaarCascade.verifierPath)
+        return d
+    }
+
+    /// The row-at-a-time first stages give exactly the hits of evaluating each window on its own, with
+    /// OpenCV's skip after a first-stage rejection (frontal, profile and mirrored profile cascades).
+    func testVectorisedScanMatchesWindowByWindow() throws {
+        let img = try PNGCodec.readGray(path: fixturesDir.appendingPathComponent("skimage_astronaut.png").path)
+        let bytes = img.bytes8
+        let profile = try cascade(HaarCascade.profilePath)
+        for c in [try cascade(HaarCascade.defaultPath), profile, profile.mirrored()] {
+            var p = DetectionParameters()
+            p.minSize = 20
+            let plans = scalePlans(imageWidth: img.width, imageHeight: img.height, cascade: c, parameters: p)
+            let stride = plans.map(\.width).max()! + 1, rows = plans.map(\.height).max()! + 1
+            let compiled = CompiledCascade(c, stride: stride)
+            defer { compiled.deallocate() }
+            let buffers = ScanBuffers(stride: stride, rows: rows, maxWidth: stride - 1)
+            defer { buffers.deallocate() }
+            var total = 0
+            for plan in plans.prefix(6) {
+                bytes.withUnsafeBufferPointer {
+                    buildScaledIntegral(src: $0.baseAddress!, srcWidth: img.width, srcHeight: img.height, dstWidth: plan.width,
+                                        dstHeight: plan.height, sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers)
+                }
+                var fast: [[Int]] = []
+                scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers) { fast.append([$0, $1]) }
+                var slow: [[Int]] = []
+                var y = 0
+                while y < plan.workHeight {
+                    var x = 0
+                    while x < plan.workWidth {
+                        let r = compiled.evaluate(buffers.sum + y * stride + x, buffers.sqsum + y * stride + x)
+                        if r > 0 { slow.append([x, y]) }
+                        if r == 0 { x += plan.step }
+                        x += plan.step
+                    }
+                    y += plan.step
+                }
+                XCTAssertEqual(fast, slow, "\(c.path) at scale \(plan.scale)")
+                total += slow.count
+            }
+            XCTAssertGreaterThan(total, 0, "\(c.path): the comparison saw hits")
+        }
+    }
+
+    func testMirroredCascadeFlipsEveryRectangle() throws {
+        let c = try cascade(HaarCascade.profilePath)
+        let m = c.mirrored()
+        XCTAssertEqual(m.mirrored().features, c.features)
+        XCTAssertEqual(m.stages, c.stages)
+        let r = c.features[0].rects[0], f = m.features[0].rects[0]
+        XCTAssertEqual(f.x, c.windowSize.width - r.x - r.width)
+        XCTAssertEqual([f.y, f.width, f.height], [r.y, r.width, r.height])
+        XCTAssertNotEqual(m.features, c.features)
+    }
+
+    /// The cameraman (turned about 45 degrees to the image's right) is found by the mirrored profile
+    /// cascade; in the mirrored photo by the profile cascade as trained, at the mirrored place.
+    func testTurnedFaceGetsItsPoseBothWays() throws {
+        let d = try annotateDetector()
+        let img = try PNGCodec.readGray(path: cameraPath)
+        let faces = d.detect(in: img)
+        XCTAssertEqual(faces.count, 1, "\(faces)")
+        let f = try XCTUnwrap(faces.first)
+        XCTAssertEqual(f.pose, .right)
+        // His face: roughly x 180-280, y 90-200 in the 512x512 photo.
+        XCTAssertTrue((170...230).contains(f.box.x) && (80...130).contains(f.box.y) && (60...120).contains(f.box.width), "\(f)")
+        var mirrored = img
+        for y in 0..<img.height { for x in 0..<img.width { mirrored.pixels[y * img.width + x] = img.pixels[y * img.width + img.width - 1 - x] } }
+        let back = d.detect(in: mirrored)
+        XCTAssertEqual(back.count, 1, "\(back)")
+        XCTAssertEqual(back.first?.pose, .left)
+        if let b = back.first {
+            XCTAssertEqual(Double(img.width - b.box.x - b.box.width), Double(f.box.x), accuracy: 0.15 * Double(f.box.width))
+            XCTAssertEqual(Double(b.box.y), Double(f.box.y), accuracy: 0.15 * Double(f.box.width))
+        }
+        // Frontal cascade alone: missed, as before the profile cascade.
+        XCTAssertEqual(FaceDetector(frontal: try cascade(HaarCascade.defaultPath)).detect(in: img), [])
+    }
+
+    func testMergeAddsScoresAndKeepsTheFirstMembersBoxAndPose() {
+        let frontal = FaceBox(x: 100, y: 100, width: 50, height: 50, neighbors: 7)
+        let profileSame = FaceBox(x: 104, y: 98, width: 48, height: 48, neighbors: 20)
+        let profileOther = FaceBox(x: 300, y: 100, width: 50, height: 50, neighbors: 4)
+        let weakFrontalInside = FaceBox(x: 102, y: 101, width: 49, height: 49, neighbors: 2)
+        let faces = FaceDetector.merge([(profileSame, .left, 1), (profileOther, .right, 2), (frontal, .frontal, 0),
+                                        (weakFrontalInside, .frontal, 0)], overlap: 0.3)
+        XCTAssertEqual(faces.count, 2)
+        XCTAssertEqual(faces[0], Detection(box: frontal, score: 29, pose: .frontal))
+        XCTAssertEqual(faces[1], Detection(box: profileOther, score: 4, pose: .right))
+        XCTAssertEqual(overlap(frontal, frontal), 1)
+        XCTAssertEqual(overlap(frontal, profileOther), 0)
+        XCTAssertEqual(overlap(FaceBox(x: 0, y: 0, width: 10, height: 10), FaceBox(x: 5, y: 0, width: 10, height: 10)), 50.0 / 150, accuracy: 1e-12)
+    }
+
+    func testBoxShiftMovesOntoTheFrontalFraming() {
+        let s = BoxShift(dx: -0.1, dy: 0.2, size: 0.8)
+        XCTAssertEqual(s.apply(FaceBox(x: 100, y: 50, width: 100, height: 100, neighbors: 3)),
+                       FaceBox(x: 90, y: 70, width: 80, height: 80, neighbors: 3))
+        // The mirrored shift puts the box at the mirror place about the profile box's centre.
+        XCTAssertEqual(s.mirrored.apply(FaceBox(x: 100, y: 50, width: 100, height: 100, neighbors: 3)),
+                       FaceBox(x: 130, y: 70, width: 80, height: 80, neighbors: 3))
+        let back = s.mirrored.mirrored
+        XCTAssertEqual(back.dx, s.dx, accuracy: 1e-12)
+        XCTAssertEqual(back.dy, s.dy, accuracy: 1e-12)
+        XCTAssertEqual(back.size, s.size, accuracy: 1e-12)
+    }
+
+    /// The verifier and --min-score: a weak frontal face that alt2 does not confirm is dropped; a score
+    /// threshold drops faces below it; the astronaut's strong face stays.
+    func testVerifierAndMinScore() throws {
+        let img = try PNGCodec.readGray(path: fixturesDir.appendingPathComponent("skimage_astronaut.png").path)
+        var d = try annotateDetector()
+        let faces = d.detect(in: img)
+        XCTAssertEqual(faces.count, 1, "\(faces)")
+        XCTAssertEqual(faces.first?.pose, .frontal)
+        let score = try XCTUnwrap(faces.first?.score)
+        XCTAssertGreaterThanOrEqual(score, d.verifyBelow, "strong enough not to need the verifier")
+        d.minScore = score
+        XCTAssertEqual(d.detect(in: img).count, 1)
+        d.minScore = score + 1
+        XCTAssertEqual(d.detect(in: img), [])
+        // The verifier confirms the face where it is, not on a blank picture.
+        let blank = GrayImage(width: 300, height: 300, pixels: [Float](repeating: 0, count: 90000))
+        XCTAssertFalse(d.confirms(d.verifier!, faces[0].box, blank.bytes8, 300, 300))
+        XCTAssertTrue(d.confirms(d.verifier!, faces[0].box, img.bytes8, img.width, img.height))
+    }
+}
