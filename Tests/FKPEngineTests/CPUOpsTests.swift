@@ -9,21 +9,47 @@ final class CPUOpsTests: XCTestCase {
     let cpu = CPUBackend(threads: 2)
 
     func testGemmMatchesNaiveOnOddShapesAndTransposes() {
-        var rng = Xoshiro(seed: 1)
-        for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40)] {
-            for ta in [false, true] { for tb in [false, true] {
-                let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
-                let want = Reference.gemm(m, n, k, a, ta: ta, b, tb: tb)
-                var got = [Float](repeating: 0, count: m * n)
-                let pool = WorkerPool(threads: 2)
-                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
-                    gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: ta ? m : k, transposed: ta),
-                                 b: MatrixRef(bp.baseAddress!, ld: tb ? k : n, transposed: tb),
-                                 c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
-                } } }
-                let err = Check.normalisedError(got, want)
-                XCTAssertLessThan(err, 1e-5, "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
-            } }
+        XCTAssertTrue(CPUKernels.supported.contains { $0.name == CPUKernels.best.name })
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 1)
+            let pool = WorkerPool(threads: 2, kernels: kernels)
+            for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40), (200, 40, 600)] {
+                for ta in [false, true] { for tb in [false, true] {
+                    let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
+                    let want = Reference.gemm(m, n, k, a, ta: ta, b, tb: tb)
+                    var got = [Float](repeating: 0, count: m * n)
+                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
+                        gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: ta ? m : k, transposed: ta),
+                                     b: MatrixRef(bp.baseAddress!, ld: tb ? k : n, transposed: tb),
+                                     c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
+                    } } }
+                    let err = Check.normalisedError(got, want)
+                    XCTAssertLessThan(err, 1e-5, "\(kernels.name) gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
+                } }
+            }
+        }
+    }
+
+    /// Bias and ReLU in the epilogue are applied once, after the whole sum (k spans several K blocks here).
+    func testGemmEpilogueAddsBiasAndReluOnce() {
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 12)
+            let pool = WorkerPool(threads: 2, kernels: kernels)
+            for (m, n, k) in [(13, 37, 600), (130, 64, 9), (5, 16, 0)] {
+                let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng), bias = Check.random(n, &rng)
+                let sum = Reference.gemm(m, n, k, a, ta: false, b, tb: false)
+                for relu in [false, true] {
+                    let want = sum.indices.map { i in relu ? max(0, sum[i] + bias[i % n]) : sum[i] + bias[i % n] }
+                    var got = [Float](repeating: .nan, count: m * n)
+                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
+                        bias.withUnsafeBufferPointer { biasp in
+                            gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: k), b: MatrixRef(bp.baseAddress!, ld: n),
+                                         c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool, bias: biasp.baseAddress!, relu: relu)
+                        }
+                    } } }
+                    XCTAssertLessThan(Check.normalisedError(got, want), 1e-5, "\(kernels.name) \(m)x\(n)x\(k) relu=\(relu)")
+                }
+            }
         }
     }
 

@@ -91,6 +91,37 @@ final class BackendOpsTests: XCTestCase {
                 return ["y": h.result(y, "y"), "dx": h.result(dx, "dx")]
             })
         }
+        // Training order (forward, backward, ReLU mask of the gradient, twice: the CPU engine finds the arg-max
+        // positions in the first backward and records them in later forward passes), then the records made
+        // stale: the pool's input rewritten between forward and backward, its output rewritten before the mask.
+        for s in [PoolShape(batch: 2, height: 5, width: 7, channels: 3), PoolShape(batch: 3, height: 94, width: 94, channels: 32),
+                  PoolShape(batch: 2, height: 22, width: 22, channels: 128)] {
+            // ReLU outputs, quantised so that zeros and ties are common
+            let x1 = Seeded.values(s.inputCount, &rng).map { max(0, ($0 * 4).rounded() / 4) }
+            let x2 = Seeded.values(s.inputCount, &rng).map { max(0, ($0 * 4).rounded() / 4) }
+            let dy = Seeded.values(s.outputCount, &rng), junk = [Float](repeating: -1, count: s.outputCount)
+            cases.append(Case(label: "maxpool training \(s.batch)x\(s.height)x\(s.width)x\(s.channels)", bound: 0) { h in
+                let xb = h.input(x1), dyb = h.input(dy), y = h.output(s.outputCount), dx = h.output(s.inputCount)
+                var out: [String: [Float]] = [:]
+                for step in 0..<2 {
+                    h.backend.maxPoolForward(x: xb, y: y, shape: s)
+                    h.backend.maxPoolBackward(x: xb, dy: dyb, dx: dx, shape: s)
+                    out["dx \(step)"] = h.result(dx, "dx")
+                    h.backend.reluBackward(y: xb, dy: dx, count: s.inputCount)
+                    out["masked dx \(step)"] = h.result(dx, "dx")
+                }
+                h.backend.maxPoolForward(x: xb, y: y, shape: s)
+                x2.withUnsafeBufferPointer { h.backend.write($0, to: xb, offset: 0) }
+                h.backend.maxPoolBackward(x: xb, dy: dyb, dx: dx, shape: s)
+                out["dx after x rewritten"] = h.result(dx, "dx")
+                h.backend.maxPoolForward(x: xb, y: y, shape: s)
+                h.backend.maxPoolBackward(x: xb, dy: dyb, dx: dx, shape: s)
+                junk.withUnsafeBufferPointer { h.backend.write($0, to: y, offset: 0) }
+                h.backend.reluBackward(y: xb, dy: dx, count: s.inputCount)
+                out["masked dx after y rewritten"] = h.result(dx, "dx")
+                return out
+            })
+        }
         for n in [1, 31, 100_000] {
             let y = Seeded.values(n, &rng), g = Seeded.values(n, &rng), t = Seeded.values(n, &rng)
             let v = Seeded.values(n, &rng, scale: 0.1)
@@ -121,9 +152,10 @@ final class BackendOpsTests: XCTestCase {
         return cases
     }
 
-    /// The backends under test: the CPU engine, and each OpenCL GEMM variant where a platform exists.
+    /// The backends under test: the CPU engine with each kernel set this CPU supports, and each OpenCL GEMM
+    /// variant where a platform exists.
     func backends() throws -> [Backend] {
-        var list: [Backend] = [CPUBackend(threads: 2)]
+        var list: [Backend] = CPUKernels.supported.map { CPUBackend(threads: 2, kernels: $0) }
         if CL.hasPlatform { list += try OpenCLGemmVariant.allCases.map { try CL.backend($0) } }
         return list
     }
@@ -137,7 +169,8 @@ final class BackendOpsTests: XCTestCase {
             for backend in backends {
                 let h = Harness(backend)
                 let got = c.run(h)
-                let label = backend is OpenCLBackend ? "opencl \((backend as! OpenCLBackend).gemmVariant)" : backend.name
+                let label = backend is OpenCLBackend ? "opencl \((backend as! OpenCLBackend).gemmVariant)"
+                    : "\(backend.name) \((backend as! CPUBackend).kernels.name)"
                 XCTAssertEqual(h.overruns, [], "\(label) \(c.label): wrote past the end of its output")
                 for (name, values) in want.sorted(by: { $0.key < $1.key }) {
                     let e = Metric.normalisedError(got[name]!, values)
