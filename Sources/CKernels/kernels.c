@@ -15,6 +15,9 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));  // an unaligne
 #if defined(__x86_64__)
 #include <cpuid.h>
 
+// Orders the non-temporal stores of a kernel before whatever the caller does next.
+#define FKP_STORE_FENCE() __builtin_ia32_sfence()
+
 #define FKP_SET sse2
 #define FKP_NAME "sse2"
 #define FKP_MR 4
@@ -82,6 +85,8 @@ static int supported(const fkp_kernels *k) {
 }
 
 #else  // arm64 (NEON and FMA are part of the baseline) and anything else: one set
+
+#define FKP_STORE_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
 #define FKP_SET base
 #if defined(__aarch64__)

@@ -53,9 +53,11 @@ static void FKP_FN(gemm_micro)(long kc, const float *a, const float *b, float *c
 typedef float FKP_FN(vn) __attribute__((vector_size(FKP_VW * 4)));
 typedef int FKP_FN(vni) __attribute__((vector_size(FKP_VW * 4)));
 typedef float FKP_FN(vnu) __attribute__((vector_size(FKP_VW * 4), aligned(4)));
+typedef uint8_t FKP_FN(vnb) __attribute__((vector_size(FKP_VW), aligned(1)));
 #define vn FKP_FN(vn)
 #define vni FKP_FN(vni)
 #define vnu FKP_FN(vnu)
+#define vnb FKP_FN(vnb)
 
 static void FKP_FN(conv3x3_c1_forward)(const float *x, const float *w, const float *bias, float *y, long h,
                                        long width, long cout, int relu) {
@@ -156,6 +158,28 @@ static void FKP_FN(maxpool2_forward)(const float *x, float *y, uint8_t *arg, lon
 static void FKP_FN(maxpool2_backward)(const uint8_t *arg, const float *dy, float *dx, long h, long width, long c) {
     long oh = h / 2, ow = width / 2, row_in = width * c;
     if (h % 2 || width % 2) for (long i = 0; i < h * row_in; i++) dx[i] = 0;
+    // A big image's gradient is not read again while it could still be in cache (the next op streams the
+    // whole batch): write it with non-temporal stores, which skip reading each line before writing it.
+    if (c % FKP_VW == 0 && (uintptr_t)dx % sizeof(vn) == 0 && h * row_in * 4 >= (256 << 10)) {
+        for (long oy = 0; oy < oh; oy++) {
+            float *r0 = dx + 2 * oy * row_in;
+            const float *g = dy + oy * ow * c;
+            const uint8_t *ao = arg + oy * ow * c;
+            for (long ox = 0; ox < ow; ox++) {
+                float *q0 = r0 + 2 * ox * c, *q1 = q0 + c, *q2 = q0 + row_in, *q3 = q2 + c;
+                for (long ch = 0; ch < c; ch += FKP_VW) {
+                    vni v = (vni)*(const vnu *)(g + ox * c + ch);
+                    vni k = __builtin_convertvector(*(const vnb *)(ao + ox * c + ch), vni);
+                    __builtin_nontemporal_store((vn)(v & (k == 0)), (vn *)(q0 + ch));
+                    __builtin_nontemporal_store((vn)(v & (k == 1)), (vn *)(q1 + ch));
+                    __builtin_nontemporal_store((vn)(v & (k == 2)), (vn *)(q2 + ch));
+                    __builtin_nontemporal_store((vn)(v & (k == 3)), (vn *)(q3 + ch));
+                }
+            }
+        }
+        FKP_STORE_FENCE();
+        return;
+    }
     for (long oy = 0; oy < oh; oy++) {
         float *r0 = dx + 2 * oy * row_in;
         const float *g = dy + oy * ow * c;
@@ -207,6 +231,7 @@ static const fkp_kernels FKP_FN(fkp_set) = {
 #undef vn
 #undef vni
 #undef vnu
+#undef vnb
 #undef FKP_CAT2
 #undef FKP_CAT
 #undef FKP_FN
