@@ -103,6 +103,34 @@ static void FKP_FN(conv3x3_c1_weight_grad)(const float *x, const float *dy, floa
     }
 }
 
+static void FKP_FN(conv3x3_c1_weight_grad_pooled)(const float *x, const uint8_t *arg, const float *py,
+                                                  const float *pdy, float *dw, float *db, long h, long width,
+                                                  long cout) {
+    long oh = h - 2, ow = width - 2, ph = oh / 2, pw = ow / 2;
+    for (long g = 0; g < cout; g += FKP_VW) {
+        vn a[9], ab = (vn){0};
+        for (int k = 0; k < 9; k++) a[k] = (vn){0};
+        for (long oy = 0; oy < ph; oy++) {
+            for (long ox = 0; ox < pw; ox++) {
+                long o = (oy * pw + ox) * cout + g;
+                vn yv = *(const vnu *)(py + o);
+                vni d = (vni)*(const vnu *)(pdy + o) & (vni)(yv > 0);  // the ReLU mask (NaN fails it)
+                vni k = __builtin_convertvector(*(const vnb *)(arg + o), vni);
+                ab += (vn)d;
+                for (int q = 0; q < 4; q++) {
+                    vn dq = (vn)(d & (k == q));
+                    const float *r0 = x + (2 * oy + (q >> 1)) * width + 2 * ox + (q & 1), *r1 = r0 + width, *r2 = r1 + width;
+                    a[0] += r0[0] * dq; a[1] += r0[1] * dq; a[2] += r0[2] * dq;
+                    a[3] += r1[0] * dq; a[4] += r1[1] * dq; a[5] += r1[2] * dq;
+                    a[6] += r2[0] * dq; a[7] += r2[1] * dq; a[8] += r2[2] * dq;
+                }
+            }
+        }
+        for (int k = 0; k < 9; k++) *(vnu *)(dw + k * cout + g) += a[k];
+        *(vnu *)(db + g) += ab;
+    }
+}
+
 static void FKP_FN(conv3x3_c1_input_grad)(const float *dy, const float *w, float *dx, long h, long width,
                                           long cout) {
     long oh = h - 2, ow = width - 2;
@@ -222,6 +250,7 @@ static const fkp_kernels FKP_FN(fkp_set) = {
     .gemm_micro = FKP_FN(gemm_micro),
     .conv3x3_c1_forward = FKP_FN(conv3x3_c1_forward),
     .conv3x3_c1_weight_grad = FKP_FN(conv3x3_c1_weight_grad),
+    .conv3x3_c1_weight_grad_pooled = FKP_FN(conv3x3_c1_weight_grad_pooled),
     .conv3x3_c1_input_grad = FKP_FN(conv3x3_c1_input_grad),
     .maxpool2_forward = FKP_FN(maxpool2_forward),
     .maxpool2_backward = FKP_FN(maxpool2_backward),

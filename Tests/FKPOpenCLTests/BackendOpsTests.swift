@@ -122,6 +122,34 @@ final class BackendOpsTests: XCTestCase {
                 return out
             })
         }
+        // A grey 3x3 convolution feeding a pool, backward in training order (the CPU engine sums conv1's weight
+        // gradient from the pool's arrays here), then with the pool's dy rewritten after the routing (the
+        // gradient in dx is what counts, so the sums must come from dx again).
+        for s in [ConvShape(batch: 2, height: 12, width: 13, inChannels: 1, outChannels: 32, kernel: 3),
+                  ConvShape(batch: 2, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3)] {
+            let p = PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels)
+            let x = Seeded.values(s.inputCount, &rng), w = Seeded.values(s.weightCount, &rng, scale: 0.5)
+            let b = Seeded.values(s.outChannels, &rng), pdy = Seeded.values(p.outputCount, &rng)
+            let pdy2 = Seeded.values(p.outputCount, &rng)
+            cases.append(Case(label: "\(s) + pool, training", bound: 1e-4) { h in
+                let xb = h.input(x), wb = h.input(w), y = h.output(s.outputCount), py = h.output(p.outputCount)
+                let dyb = h.input(pdy), dx = h.output(s.outputCount)
+                var out: [String: [Float]] = [:]
+                for step in 0..<3 {
+                    let dw = h.output(s.weightCount), db = h.output(s.outChannels)
+                    h.backend.convForward(x: xb, w: wb, b: h.input(b), y: y, shape: s, relu: true)
+                    h.backend.maxPoolForward(x: y, y: py, shape: p)
+                    h.backend.maxPoolBackward(x: y, dy: dyb, dx: dx, shape: p)
+                    h.backend.reluBackward(y: y, dy: dx, count: s.outputCount)
+                    if step == 2 { pdy2.withUnsafeBufferPointer { h.backend.write($0, to: dyb, offset: 0) } }
+                    h.backend.convBackward(x: xb, w: wb, dy: dx, dx: nil, dw: dw, db: db, shape: s)
+                    out["dw \(step)"] = h.result(dw, "dw")
+                    out["db \(step)"] = h.result(db, "db")
+                }
+                out["dx"] = h.result(dx, "dx")
+                return out
+            })
+        }
         for n in [1, 31, 100_000] {
             let y = Seeded.values(n, &rng), g = Seeded.values(n, &rng), t = Seeded.values(n, &rng)
             let v = Seeded.values(n, &rng, scale: 0.1)

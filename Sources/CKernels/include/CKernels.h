@@ -23,6 +23,11 @@ typedef struct {
     /// dw[9][cout] += sum over pixels of x[pixel + tap] * dy[pixel]; db[cout] += sum of dy (one image).
     void (*conv3x3_c1_weight_grad)(const float *x, const float *dy, float *dw, float *db, long h, long width,
                                    long cout);
+    /// The same sums from a gradient that a max-pool backward routed (and its ReLU mask cleared): dy is
+    /// zero except at each 2x2 window's recorded position `arg`, where it is pdy if the pooled value py > 0.
+    /// Reads the pooled arrays (a quarter of dy's size) instead of dy; oh x ow is the convolution's output.
+    void (*conv3x3_c1_weight_grad_pooled)(const float *x, const uint8_t *arg, const float *py, const float *pdy,
+                                          float *dw, float *db, long h, long width, long cout);
     /// dx[h][w] = the transposed convolution of dy with w (one image; overwrites dx).
     void (*conv3x3_c1_input_grad)(const float *dy, const float *w, float *dx, long h, long width, long cout);
     /// 2x2 stride-2 max-pool of one image x[h][w][c] into y[h/2][w/2][c]; arg (when not NULL) gets the

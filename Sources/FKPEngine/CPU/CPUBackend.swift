@@ -132,6 +132,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         // Each worker sums dw and db over its own images into a private buffer; the partial sums are
         // then added in worker order, so the result does not depend on timing.
         let direct = directConvApplies(s)
+        let pooled = direct ? pooledGradient(dy, of: s) : nil
+        let pooledStride = (s.outHeight / 2) * (s.outWidth / 2) * cout
         pool.parallelRanges(s.batch) { worker, images in
             let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             let part = self.partials.get(worker, wCount + cout)
@@ -140,7 +142,14 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
                 let dyi = UnsafeMutablePointer<Float>(bitPattern: dya)! + n * outStride
                 if direct {
-                    kern.conv3x3_c1_weight_grad(xi, dyi, part, part + wCount, s.height, s.width, cout)
+                    if let pooled {
+                        // dy is a pool's routed, ReLU-masked gradient: the sums from the pooled arrays
+                        let o = n * pooledStride
+                        kern.conv3x3_c1_weight_grad_pooled(xi, pooled.arg + o, pooled.y + o, pooled.dy + o, part, part + wCount,
+                                                           s.height, s.width, cout)
+                    } else {
+                        kern.conv3x3_c1_weight_grad(xi, dyi, part, part + wCount, s.height, s.width, cout)
+                    }
                     if let dxa {
                         kern.conv3x3_c1_input_grad(dyi, wp, UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride,
                                                    s.height, s.width, cout)
@@ -172,6 +181,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             add(part, into: dwp, count: wCount)
             add(part + wCount, into: dbp, count: cout)
         }
+    }
+
+    /// The pooled arrays behind dy when dy is a max-pool's routed, ReLU-masked gradient of this
+    /// convolution's output shape (then dy is zero except at the recorded positions).
+    private func pooledGradient(_ dy: DeviceBuffer, of s: ConvShape) -> (arg: UnsafePointer<UInt8>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>)? {
+        guard let routing = pools.routing(of: unsafeDowncast(dy, to: Tensor.self)), routing.masked,
+              routing.record.shape == PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels),
+              let py = routing.record.y, let pdy = routing.dy else { return nil }
+        return (UnsafePointer(routing.record.arg), UnsafePointer(py.data), UnsafePointer(pdy.data))
     }
 
     // MARK: pooling, activation, loss, update
@@ -218,14 +236,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                 kern.maxpool2_backward(ap + n * outStride, dyp + n * outStride, dxp + n * inStride, s.height, s.width, s.channels)
             }
         }
-        pools.routed(dx: unsafeDowncast(dx, to: Tensor.self), by: r)
+        pools.routed(dx: unsafeDowncast(dx, to: Tensor.self), dy: unsafeDowncast(dy, to: Tensor.self), by: r)
     }
 
     public func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int) {
         let dyt = unsafeDowncast(dy, to: Tensor.self)
-        if let r = pools.routedRecord(dx: dyt, reluOutput: unsafeDowncast(y, to: Tensor.self), count: count), let py = r.y {
+        if let routing = pools.routing(of: dyt), !routing.masked, routing.record.x === y,
+           routing.record.shape.inputCount == count, let py = routing.record.y, let pdy = routing.dy {
             // dy came from a max-pool backward over y: only the recorded positions can be non-zero, and
             // y there is the pooled value, so the mask is a sparse pass over the pool's output.
+            let r = routing.record
             pools.wrote(dy)
             let s = r.shape, outStride = s.outHeight * s.outWidth * s.channels, inStride = s.height * s.width * s.channels
             let aa = UInt(bitPattern: r.arg), ya = UInt(bitPattern: py.data), dxa = UInt(bitPattern: dyt.data)
@@ -237,6 +257,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                     kern.maxpool2_relu_mask(ap + n * outStride, yp + n * outStride, dxp + n * inStride, s.height, s.width, s.channels)
                 }
             }
+            pools.routed(dx: dyt, dy: pdy, by: r, masked: true)
             return
         }
         pools.wrote(dy)

@@ -17,6 +17,8 @@ final class PoolRecords: @unchecked Sendable {
         var shape: PoolShape
         var arg: UnsafeMutablePointer<UInt8>
         var capacity: Int
+        /// Counts forward passes recorded here (arg is overwritten by each).
+        var generation = 0
         init(x: Tensor, y: Tensor, shape: PoolShape) {
             self.x = x; self.y = y; self.shape = shape
             capacity = shape.outputCount
@@ -31,8 +33,16 @@ final class PoolRecords: @unchecked Sendable {
     private var valid: Set<ObjectIdentifier> = []
     /// Pool inputs whose gradient was asked for.
     private var wanted: Set<ObjectIdentifier> = []
-    /// Input-gradient buffers written by a max-pool backward from a record (still unmodified).
-    private var routed: [ObjectIdentifier: Record] = [:]
+    /// A gradient written by a max-pool backward: dx = dy routed to the positions of one forward pass of
+    /// a record, and, once masked, cleared where the pooled value is not positive (the ReLU mask).
+    struct Routed {
+        let record: Record
+        let generation: Int
+        weak var dy: Tensor?
+        var masked: Bool
+    }
+    /// Routed gradients by dx buffer, while dx and the pool's dy are unmodified.
+    private var routed: [ObjectIdentifier: Routed] = [:]
 
     /// A buffer was (or is about to be) written: records reading it, and a routed gradient in it, are stale.
     func wrote(_ buffer: AnyObject) {
@@ -42,6 +52,7 @@ final class PoolRecords: @unchecked Sendable {
         valid.remove(id)
         routed.removeValue(forKey: id)
         for key in valid where records[key]?.y === buffer { valid.remove(key) }
+        for (key, r) in routed where r.dy == nil || r.dy === buffer { routed.removeValue(forKey: key) }
     }
 
     func wantArgs(_ x: Tensor) {
@@ -57,6 +68,7 @@ final class PoolRecords: @unchecked Sendable {
         let r: Record
         if let old = records[id], old.x === x, old.capacity >= shape.outputCount {
             (old.y, old.shape) = (y, shape)
+            old.generation += 1
             r = old
         } else {
             r = Record(x: x, y: y, shape: shape)
@@ -74,17 +86,17 @@ final class PoolRecords: @unchecked Sendable {
         return r
     }
 
-    func routed(dx: Tensor, by record: Record) {
+    func routed(dx: Tensor, dy: Tensor, by record: Record, masked: Bool = false) {
         lock.lock(); defer { lock.unlock() }
-        routed[ObjectIdentifier(dx)] = record
+        routed[ObjectIdentifier(dx)] = Routed(record: record, generation: record.generation, dy: dy, masked: masked)
     }
 
-    /// The record dx was routed by, if dx is unmodified since, the record still valid, and the ReLU whose
-    /// mask is asked for is the pool's input over the same values.
-    func routedRecord(dx: Tensor, reluOutput y: Tensor, count: Int) -> Record? {
+    /// How dx was routed, if dx and the pool's dy are unmodified since and the record still holds that
+    /// forward pass (valid, same generation).
+    func routing(of dx: Tensor) -> Routed? {
         lock.lock(); defer { lock.unlock() }
-        guard let r = routed[ObjectIdentifier(dx)], let x = r.x, x === y, valid.contains(ObjectIdentifier(x)),
-              r.shape.inputCount == count, r.y != nil else { return nil }
+        guard let r = routed[ObjectIdentifier(dx)], r.dy != nil, let x = r.record.x, r.record.y != nil,
+              valid.contains(ObjectIdentifier(x)), r.record.generation == r.generation else { return nil }
         return r
     }
 }
