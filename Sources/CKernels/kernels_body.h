@@ -1,5 +1,6 @@
-// The kernels' one source, included once per instruction set by kernels.c with FKP_SET (a name suffix)
-// and FKP_MR (the GEMM micro-tile's rows) defined, under a `#pragma clang attribute` that gives every
+// The kernels' one source, included once per instruction set by kernels.c with FKP_SET (a name suffix),
+// FKP_NAME, FKP_MR (the GEMM micro-tile's rows) and FKP_VW (floats per register) defined (undefined again
+// at the end), under a `#pragma clang attribute` that gives every
 // function here that set's target attribute. Plain C with clang's vector extensions: the compiler maps a
 // 16-float vector onto one zmm, two ymm or four xmm registers, and `acc += a * b` onto FMA where the
 // set has it (-ffp-contract=fast), so the three sets share one text and one summation order.
@@ -103,6 +104,8 @@ static void FKP_FN(conv3x3_c1_weight_grad)(const float *x, const float *dy, floa
     }
 }
 
+// Visits the pixels in the dense kernel's order (row by row) and skips only zero terms, which never
+// change a sum that starts at +0; so both give the same bits, whichever the history of the buffers.
 static void FKP_FN(conv3x3_c1_weight_grad_pooled)(const float *x, const uint8_t *arg, const float *py,
                                                   const float *pdy, float *dw, float *db, long h, long width,
                                                   long cout) {
@@ -110,19 +113,21 @@ static void FKP_FN(conv3x3_c1_weight_grad_pooled)(const float *x, const uint8_t 
     for (long g = 0; g < cout; g += FKP_VW) {
         vn a[9], ab = (vn){0};
         for (int k = 0; k < 9; k++) a[k] = (vn){0};
-        for (long oy = 0; oy < ph; oy++) {
-            for (long ox = 0; ox < pw; ox++) {
-                long o = (oy * pw + ox) * cout + g;
+        for (long oy = 0; oy < 2 * ph; oy++) {
+            const float *r0 = x + oy * width, *r1 = r0 + width, *r2 = r1 + width;
+            int rowq = (int)(oy & 1) * 2;
+            for (long wx = 0; wx < pw; wx++) {
+                long o = ((oy >> 1) * pw + wx) * cout + g;
                 vn yv = *(const vnu *)(py + o);
                 vni d = (vni)*(const vnu *)(pdy + o) & (vni)(yv > 0);  // the ReLU mask (NaN fails it)
                 vni k = __builtin_convertvector(*(const vnb *)(arg + o), vni);
-                ab += (vn)d;
-                for (int q = 0; q < 4; q++) {
-                    vn dq = (vn)(d & (k == q));
-                    const float *r0 = x + (2 * oy + (q >> 1)) * width + 2 * ox + (q & 1), *r1 = r0 + width, *r2 = r1 + width;
-                    a[0] += r0[0] * dq; a[1] += r0[1] * dq; a[2] += r0[2] * dq;
-                    a[3] += r1[0] * dq; a[4] += r1[1] * dq; a[5] += r1[2] * dq;
-                    a[6] += r2[0] * dq; a[7] += r2[1] * dq; a[8] += r2[2] * dq;
+                for (int c = 0; c < 2; c++) {
+                    vn dq = (vn)(d & (k == rowq + c));
+                    long ox = 2 * wx + c;
+                    ab += dq;
+                    a[0] += r0[ox] * dq; a[1] += r0[ox + 1] * dq; a[2] += r0[ox + 2] * dq;
+                    a[3] += r1[ox] * dq; a[4] += r1[ox + 1] * dq; a[5] += r1[ox + 2] * dq;
+                    a[6] += r2[ox] * dq; a[7] += r2[ox + 1] * dq; a[8] += r2[ox + 2] * dq;
                 }
             }
         }
@@ -188,26 +193,7 @@ static void FKP_FN(maxpool2_backward)(const uint8_t *arg, const float *dy, float
     if (h % 2 || width % 2) for (long i = 0; i < h * row_in; i++) dx[i] = 0;
     // A big image's gradient is not read again while it could still be in cache (the next op streams the
     // whole batch): write it with non-temporal stores, which skip reading each line before writing it.
-    if (c % FKP_VW == 0 && (uintptr_t)dx % sizeof(vn) == 0 && h * row_in * 4 >= (256 << 10)) {
-        for (long oy = 0; oy < oh; oy++) {
-            float *r0 = dx + 2 * oy * row_in;
-            const float *g = dy + oy * ow * c;
-            const uint8_t *ao = arg + oy * ow * c;
-            for (long ox = 0; ox < ow; ox++) {
-                float *q0 = r0 + 2 * ox * c, *q1 = q0 + c, *q2 = q0 + row_in, *q3 = q2 + c;
-                for (long ch = 0; ch < c; ch += FKP_VW) {
-                    vni v = (vni)*(const vnu *)(g + ox * c + ch);
-                    vni k = __builtin_convertvector(*(const vnb *)(ao + ox * c + ch), vni);
-                    __builtin_nontemporal_store((vn)(v & (k == 0)), (vn *)(q0 + ch));
-                    __builtin_nontemporal_store((vn)(v & (k == 1)), (vn *)(q1 + ch));
-                    __builtin_nontemporal_store((vn)(v & (k == 2)), (vn *)(q2 + ch));
-                    __builtin_nontemporal_store((vn)(v & (k == 3)), (vn *)(q3 + ch));
-                }
-            }
-        }
-        FKP_STORE_FENCE();
-        return;
-    }
+    int stream = c % FKP_VW == 0 && (uintptr_t)dx % sizeof(vn) == 0 && h * row_in * 4 >= (256 << 10);
     for (long oy = 0; oy < oh; oy++) {
         float *r0 = dx + 2 * oy * row_in;
         const float *g = dy + oy * ow * c;
@@ -216,6 +202,17 @@ static void FKP_FN(maxpool2_backward)(const uint8_t *arg, const float *dy, float
             float *q0 = r0 + 2 * ox * c, *q1 = q0 + c, *q2 = q0 + row_in, *q3 = q2 + c;
             const float *gr = g + ox * c;
             const uint8_t *ai = ao + ox * c;
+            if (stream) {
+                for (long ch = 0; ch < c; ch += FKP_VW) {
+                    vni v = (vni)*(const vnu *)(gr + ch);
+                    vni k = __builtin_convertvector(*(const vnb *)(ai + ch), vni);
+                    __builtin_nontemporal_store((vn)(v & (k == 0)), (vn *)(q0 + ch));
+                    __builtin_nontemporal_store((vn)(v & (k == 1)), (vn *)(q1 + ch));
+                    __builtin_nontemporal_store((vn)(v & (k == 2)), (vn *)(q2 + ch));
+                    __builtin_nontemporal_store((vn)(v & (k == 3)), (vn *)(q3 + ch));
+                }
+                continue;
+            }
             for (long ch = 0; ch < c; ch++) {
                 float v = gr[ch];
                 int k = ai[ch];
@@ -226,6 +223,7 @@ static void FKP_FN(maxpool2_backward)(const uint8_t *arg, const float *dy, float
             }
         }
     }
+    if (stream) FKP_STORE_FENCE();
 }
 
 static void FKP_FN(maxpool2_relu_mask)(const uint8_t *arg, const float *y, float *dx, long h, long width, long c) {
@@ -264,3 +262,7 @@ static const fkp_kernels FKP_FN(fkp_set) = {
 #undef FKP_CAT2
 #undef FKP_CAT
 #undef FKP_FN
+#undef FKP_SET
+#undef FKP_NAME
+#undef FKP_MR
+#undef FKP_VW

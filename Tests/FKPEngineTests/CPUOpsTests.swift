@@ -242,6 +242,41 @@ final class CPUOpsTests: XCTestCase {
         XCTAssertEqual(cpu.download(p)[0], 0.7695, accuracy: 1e-6)
     }
 
+    /// conv1's weight gradient from a pool's routed gradient (the pooled arrays) has the same bits as the
+    /// dense kernel over the same dx, so a run does not depend on which path a step took (a resumed run
+    /// starts without records).
+    func testPooledConvGradientHasTheDenseBits() {
+        var rng = Xoshiro(seed: 13)
+        for kernels in CPUKernels.supported {
+            let cpu = CPUBackend(threads: 2, kernels: kernels)
+            for s in [ConvShape(batch: 3, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
+                      ConvShape(batch: 2, height: 12, width: 13, inChannels: 1, outChannels: 16, kernel: 3)] {
+                let p = PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels)
+                let x = cpu.buffer(Check.random(s.inputCount, &rng)), w = cpu.buffer(Check.random(s.weightCount, &rng, scale: 0.5))
+                let b = cpu.buffer(Check.random(s.outChannels, &rng)), pdy = cpu.buffer(Check.random(p.outputCount, &rng))
+                let y = cpu.makeBuffer(count: s.outputCount), py = cpu.makeBuffer(count: p.outputCount)
+                let dx = cpu.makeBuffer(count: s.outputCount)
+                var grads: [[Float]] = []
+                for _ in 0..<2 {  // the second step has records: dw from the pooled arrays
+                    cpu.convForward(x: x, w: w, b: b, y: y, shape: s, relu: true)
+                    cpu.maxPoolForward(x: y, y: py, shape: p)
+                    cpu.maxPoolBackward(x: y, dy: pdy, dx: dx, shape: p)
+                    cpu.reluBackward(y: y, dy: dx, count: s.outputCount)
+                    let dw = cpu.makeBuffer(count: s.weightCount), db = cpu.makeBuffer(count: s.outChannels)
+                    cpu.convBackward(x: x, w: w, dy: dx, dx: nil, dw: dw, db: db, shape: s)
+                    grads.append(cpu.download(dw) + cpu.download(db))
+                }
+                // the same dx values in a plain buffer: the dense kernel
+                let plain = cpu.buffer(cpu.download(dx))
+                let dw = cpu.makeBuffer(count: s.weightCount), db = cpu.makeBuffer(count: s.outChannels)
+                cpu.convBackward(x: x, w: w, dy: plain, dx: nil, dw: dw, db: db, shape: s)
+                let dense = cpu.download(dw) + cpu.download(db)
+                XCTAssertEqual(grads[0].map(\.bitPattern), dense.map(\.bitPattern), "\(kernels.name) \(s) first step")
+                XCTAssertEqual(grads[1].map(\.bitPattern), dense.map(\.bitPattern), "\(kernels.name) \(s) with records")
+            }
+        }
+    }
+
     func testConvIsDeterministicAcrossRuns() {
         var rng = Xoshiro(seed: 9)
         let s = ConvShape(batch: 16, height: 12, width: 12, inChannels: 4, outChannels: 8, kernel: 2)

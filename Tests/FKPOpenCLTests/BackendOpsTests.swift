@@ -68,7 +68,10 @@ final class BackendOpsTests: XCTestCase {
                   ConvShape(batch: 5, height: 4, width: 9, inChannels: 20, outChannels: 33, kernel: 2),
                   ConvShape(batch: 2, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
                   ConvShape(batch: 2, height: 47, width: 47, inChannels: 32, outChannels: 64, kernel: 2),
-                  ConvShape(batch: 2, height: 23, width: 23, inChannels: 64, outChannels: 128, kernel: 2)] {
+                  ConvShape(batch: 2, height: 23, width: 23, inChannels: 64, outChannels: 128, kernel: 2),
+                  // one image: the CPU engine splits its rows across the workers
+                  ConvShape(batch: 1, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
+                  ConvShape(batch: 1, height: 47, width: 47, inChannels: 32, outChannels: 64, kernel: 2)] {
             let x = Seeded.values(s.inputCount, &rng), w = Seeded.values(s.weightCount, &rng, scale: 0.2)
             let b = Seeded.values(s.outChannels, &rng), dy = Seeded.values(s.outputCount, &rng)
             for relu in [false, true] {
@@ -95,7 +98,7 @@ final class BackendOpsTests: XCTestCase {
         // positions in the first backward and records them in later forward passes), then the records made
         // stale: the pool's input rewritten between forward and backward, its output rewritten before the mask.
         for s in [PoolShape(batch: 2, height: 5, width: 7, channels: 3), PoolShape(batch: 3, height: 94, width: 94, channels: 32),
-                  PoolShape(batch: 2, height: 22, width: 22, channels: 128)] {
+                  PoolShape(batch: 2, height: 22, width: 22, channels: 128), PoolShape(batch: 1, height: 47, width: 46, channels: 64)] {
             // ReLU outputs, quantised so that zeros and ties are common
             let x1 = Seeded.values(s.inputCount, &rng).map { max(0, ($0 * 4).rounded() / 4) }
             let x2 = Seeded.values(s.inputCount, &rng).map { max(0, ($0 * 4).rounded() / 4) }

@@ -7,7 +7,8 @@
 /// architecture's baseline) in one portable binary; fkp_kernels_get() picks the best set the CPU and
 /// OS support, once. Pointers are plain row-major float arrays; every image is NHWC.
 typedef struct {
-    /// "avx512", "avx2+fma", "sse2" (x86-64 baseline) or "neon" (arm64).
+    /// "avx512", "avx2+fma", "sse2" (x86-64 baseline) or "neon" (arm64); "avx2+fma-wide" (the AVX-512
+    /// set's tile shapes on AVX2) exists for the tests and is only used when asked for by name.
     const char *name;
     /// The GEMM micro-tile: A is packed in panels of `mr` rows ([kc][mr]), B in panels of 16 columns
     /// ([kc][16]).
@@ -41,7 +42,7 @@ typedef struct {
     void (*maxpool2_relu_mask)(const uint8_t *arg, const float *y, float *dx, long h, long width, long c);
 } fkp_kernels;
 
-/// The best set for this CPU, chosen on the first call (FKP_KERNELS=avx512|avx2+fma|sse2|neon forces a
+/// The best set for this CPU, chosen on the first call (FKP_KERNELS=avx512|avx2+fma|sse2|... forces a
 /// supported one; an unknown or unsupported name falls back to the best with a message on stderr).
 const fkp_kernels *fkp_kernels_get(void);
 /// The set of that name if this CPU supports it, else NULL (tests run every supported set).

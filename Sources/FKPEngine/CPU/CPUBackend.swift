@@ -97,25 +97,33 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let pixels = s.outHeight * s.outWidth, kk = s.patchSize
         let inStride = s.height * s.width * s.inChannels, outStride = pixels * s.outChannels
         let direct = directConvApplies(s)
-        let kern = kernels.k
-        pool.parallelRanges(s.batch) { worker, images in
+        let kern = kernels.k, cout = s.outChannels
+        let parts = imageParts(s.batch)
+        pool.parallelRanges(s.batch * parts) { worker, units in
             let cols = direct ? nil : self.patches.get(worker, pixels * kk)
-            for n in images {
+            for u in units {
+                let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
+                if r1 <= r0 { continue }
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
-                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
+                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride + r0 * s.outWidth * cout
                 if direct {
-                    kern.conv3x3_c1_forward(xi, wp, bp, yi, s.height, s.width, s.outChannels, relu ? 1 : 0)
+                    kern.conv3x3_c1_forward(xi + r0 * s.width, wp, bp, yi, r1 - r0 + 2, s.width, cout, relu ? 1 : 0)
                     continue
                 }
                 let cols = cols!
-                im2col(xi, s, into: cols)
+                im2col(xi, s, rows: r0..<r1, into: cols)
                 // y[P,Cout] = cols[P,K] . w[K,Cout] + b, ReLU
-                gemm(m: pixels, n: s.outChannels, k: kk, a: MatrixRef(cols, ld: kk),
-                     b: MatrixRef(wp, ld: s.outChannels), c: yi, ldc: s.outChannels, accumulate: false,
+                gemm(m: (r1 - r0) * s.outWidth, n: cout, k: kk, a: MatrixRef(cols, ld: kk),
+                     b: MatrixRef(wp, ld: cout), c: yi, ldc: cout, accumulate: false,
                      scratch: self.pool.scratch[worker], bias: bp, relu: relu)
             }
         }
     }
+
+    /// Parts each image's output rows are split into: 1 when there are images enough for every worker,
+    /// else one per worker (a single photo at inference still uses every core). Every value is computed
+    /// the same way either way.
+    private func imageParts(_ batch: Int) -> Int { batch < pool.count ? pool.count : 1 }
 
     public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
@@ -202,12 +210,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y)), aa = arg.map { UInt(bitPattern: $0) }
         let inStride = s.height * s.width * s.channels, outStride = s.outHeight * s.outWidth * s.channels
         let kern = kernels.k
-        pool.parallelRanges(s.batch) { _, images in
+        let parts = imageParts(s.batch), rowOut = s.outWidth * s.channels
+        pool.parallelRanges(s.batch * parts) { _, units in
             let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
             let ap = aa.map { UnsafeMutablePointer<UInt8>(bitPattern: $0)! }
-            for n in images {
-                kern.maxpool2_forward(xp + n * inStride, yp + n * outStride, ap.map { $0 + n * outStride },
-                                      s.height, s.width, s.channels)
+            for u in units {
+                let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
+                if r1 <= r0 { continue }
+                let o = n * outStride + r0 * rowOut
+                kern.maxpool2_forward(xp + n * inStride + 2 * r0 * s.width * s.channels, yp + o, ap.map { $0 + o },
+                                      2 * (r1 - r0), s.width, s.channels)
             }
         }
     }
@@ -215,7 +227,6 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
         pools.wrote(dx)
         let xt = unsafeDowncast(x, to: Tensor.self)
-        let outStride = s.outHeight * s.outWidth * s.channels
         var record = pools.record(for: xt, shape: s)
         if record == nil {
             // No forward pass recorded for this x (the first training step, or a caller that skipped
@@ -226,17 +237,23 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             record = pools.record(for: xt, shape: s)
         }
         let r = record!
-        let aa = UInt(bitPattern: r.arg), dya = UInt(bitPattern: ptr(dy)), dxa = UInt(bitPattern: ptr(dx))
-        let inStride = s.height * s.width * s.channels
-        let kern = kernels.k
+        perImage(s, kernels.k.maxpool2_backward, arg: r.arg, pooled: ptr(dy), full: ptr(dx))
+        pools.routed(dx: unsafeDowncast(dx, to: Tensor.self), dy: unsafeDowncast(dy, to: Tensor.self), by: r)
+    }
+
+    /// kernel(arg, pooled, full, h, w, c) for each image of a pool's batch, images split across the workers
+    /// (`pooled`: an array of the pool's output shape, `full`: one of its input shape).
+    private func perImage(_ s: PoolShape,
+                          _ kernel: @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int, Int, Int) -> Void,
+                          arg: UnsafePointer<UInt8>, pooled: UnsafePointer<Float>, full: UnsafeMutablePointer<Float>) {
+        let outStride = s.outHeight * s.outWidth * s.channels, inStride = s.height * s.width * s.channels
+        let aa = UInt(bitPattern: arg), pa = UInt(bitPattern: pooled), fa = UInt(bitPattern: full)
         pool.parallelRanges(s.batch) { _, images in
-            let ap = UnsafePointer<UInt8>(bitPattern: aa)!, dyp = UnsafePointer<Float>(bitPattern: dya)!
-            let dxp = UnsafeMutablePointer<Float>(bitPattern: dxa)!
             for n in images {
-                kern.maxpool2_backward(ap + n * outStride, dyp + n * outStride, dxp + n * inStride, s.height, s.width, s.channels)
+                kernel(UnsafePointer(bitPattern: aa)! + n * outStride, UnsafePointer(bitPattern: pa)! + n * outStride,
+                       UnsafeMutablePointer(bitPattern: fa)! + n * inStride, s.height, s.width, s.channels)
             }
         }
-        pools.routed(dx: unsafeDowncast(dx, to: Tensor.self), dy: unsafeDowncast(dy, to: Tensor.self), by: r)
     }
 
     public func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int) {
@@ -247,16 +264,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             // y there is the pooled value, so the mask is a sparse pass over the pool's output.
             let r = routing.record
             pools.wrote(dy)
-            let s = r.shape, outStride = s.outHeight * s.outWidth * s.channels, inStride = s.height * s.width * s.channels
-            let aa = UInt(bitPattern: r.arg), ya = UInt(bitPattern: py.data), dxa = UInt(bitPattern: dyt.data)
-            let kern = kernels.k
-            pool.parallelRanges(s.batch) { _, images in
-                let ap = UnsafePointer<UInt8>(bitPattern: aa)!, yp = UnsafePointer<Float>(bitPattern: ya)!
-                let dxp = UnsafeMutablePointer<Float>(bitPattern: dxa)!
-                for n in images {
-                    kern.maxpool2_relu_mask(ap + n * outStride, yp + n * outStride, dxp + n * inStride, s.height, s.width, s.channels)
-                }
-            }
+            perImage(r.shape, kernels.k.maxpool2_relu_mask, arg: r.arg, pooled: py.data, full: dyt.data)
             pools.routed(dx: dyt, dy: pdy, by: r, masked: true)
             return
         }
@@ -322,14 +330,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
 // MARK: helpers (shape comments: NHWC images, [k][k][Cin][Cout] weights)
 
-/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel.
+/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel
+/// (only output rows `rows`, from cols' first row, when given).
 @inline(__always)
-func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, into cols: UnsafeMutablePointer<Float>) {
+func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, rows: Range<Int>? = nil, into cols: UnsafeMutablePointer<Float>) {
     let c = s.inChannels, k = s.kernel, kk = s.patchSize
     let run = k * c  // one kernel row of the patch is contiguous in NHWC
-    for oy in 0..<s.outHeight {
+    let rows = rows ?? 0..<s.outHeight
+    for oy in rows {
         for ox in 0..<s.outWidth {
-            let dst = cols + (oy * s.outWidth + ox) * kk
+            let dst = cols + ((oy - rows.lowerBound) * s.outWidth + ox) * kk
             for ky in 0..<k {
                 (dst + ky * run).update(from: x + ((oy + ky) * s.width + ox) * c, count: run)
             }
