@@ -99,6 +99,19 @@ def forward_macs(net):
     return macs
 
 
+def timed(fn, repeat, label=None):
+    """fn once as a warm-up, then `repeat` timed runs; the seconds of each (logged with label)."""
+    fn()
+    times = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if label:
+            log(f"{label} {i + 1}: {times[-1]:.3f} s")
+    return times
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="net1,net2", help="comma-separated: net1,net2 (default both)")
@@ -191,13 +204,7 @@ def main():
         if not math.isfinite(loss):
             log(f"{name}: warning: loss is not finite ({loss}); try a smaller --lr")
 
-        infer_pass()  # warm-up
-        infer_times = []
-        for i in range(args.repeat):
-            t0 = time.perf_counter()
-            infer_pass()
-            infer_times.append(time.perf_counter() - t0)
-            log(f"{name}: inference pass {i + 1}: {infer_times[-1]:.3f} s")
+        infer_times = timed(infer_pass, args.repeat, f"{name}: inference pass")
 
         ips1 = None
         n1 = min(args.batch1_images, n)
@@ -209,13 +216,7 @@ def main():
                         out = net(x_all[i:i + 1])
                 return out
 
-            infer1_pass()  # warm-up
-            times1 = []
-            for i in range(args.repeat):
-                t0 = time.perf_counter()
-                infer1_pass()
-                times1.append(time.perf_counter() - t0)
-            ips1 = n1 / statistics.median(times1)
+            ips1 = n1 / statistics.median(timed(infer1_pass, args.repeat))
             log(f"{name}: batch-1 inference: {ips1:.1f} images/s")
 
         epoch = statistics.median(epoch_times)
