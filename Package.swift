@@ -2,12 +2,13 @@
 import PackageDescription
 import Foundation
 
-// The hot loops use SIMD16<Float>; without a target CPU they compile to calls of C's fmaf and run
-// ~100x slower. The release build is tuned for the CPU it is built on (like -march=native);
-// set FKP_TARGET_CPU (e.g. haswell, skylake-avx512, znver4) to build for another machine.
-let targetCPU = ProcessInfo.processInfo.environment["FKP_TARGET_CPU"] ?? "native"
+// The build is portable: the CPU engine's hot kernels live in the C target CKernels, compiled once per
+// instruction set (AVX-512, AVX2 + FMA, baseline) and chosen at run time by the CPU's features, so the
+// Swift code needs no target CPU. FKP_TARGET_CPU (e.g. native, haswell, znver4) still tunes the Swift
+// code for one CPU family; the binary then needs that CPU.
+let targetCPU = ProcessInfo.processInfo.environment["FKP_TARGET_CPU"].flatMap { $0.isEmpty ? nil : $0 }
 let fast: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", targetCPU, "-enforce-exclusivity=unchecked"]),
+    .unsafeFlags((targetCPU.map { ["-target-cpu", $0] } ?? []) + ["-enforce-exclusivity=unchecked"]),
 ]
 
 let package = Package(
@@ -30,6 +31,10 @@ let package = Package(
         // JPEG through libjpeg-turbo's TurboJPEG API (errors are return codes, no longjmp in Swift).
         .systemLibrary(name: "CJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
+        // The CPU engine's kernels, one copy per instruction set (see kernels.c); -ffp-contract=fast
+        // turns their multiply-adds into FMA where the set has it.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+
         // Modules, each using only those above it in this list (docs/ARCHITECTURE.md draws the graph):
         // tensors (+ the stderr logger) -> alignment geometry (similarities, mean shape, warping) -> engine
         // (backends, device choice) -> images -> ingestion (Kaggle CSV, landmark files) -> nets (layers,
@@ -38,7 +43,7 @@ let package = Package(
         // export (drawing, plots, records) -> annotation (the photo pipeline, frames evaluation) -> CLI.
         .target(name: "FKPTensor", swiftSettings: fast),
         .target(name: "FKPAlign", swiftSettings: fast),
-        .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL"], swiftSettings: fast),
+        .target(name: "FKPEngine", dependencies: ["FKPTensor", "COpenCL", "CKernels"], swiftSettings: fast),
         .target(name: "FKPImage", dependencies: ["FKPTensor", "CPNG", "CJPEG"], swiftSettings: fast),
         .target(name: "FKPIngest", dependencies: ["FKPTensor"], swiftSettings: fast),
         .target(name: "FKPNets", dependencies: ["FKPTensor", "FKPEngine"], swiftSettings: fast),

@@ -8,7 +8,7 @@
 # 3. then (never at the same time: the two would share the cores) `python3 bench/pytorch_reference.py`,
 # 4. prints a table: s/epoch, inference img/s and GFLOP/s of each, with fkp/pytorch ratios.
 #
-# --threads, --images and --models given here go to both benchmarks; everything else only to fkp-batch.
+# --threads, --images, --models and --batch1-images given here go to both benchmarks; everything else only to fkp-batch.
 # PyTorch defaults to 2 threads when --threads is not given (fkp-batch to every core).
 #
 # Environment:
@@ -30,9 +30,9 @@ args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     a="${args[i]}"
     case "$a" in
-        --threads|--images|--models)
+        --threads|--images|--models|--batch1-images)
             if ((i + 1 < ${#args[@]})); then shared+=("$a" "${args[i + 1]}"); fi ;;
-        --threads=*|--images=*|--models=*)
+        --threads=*|--images=*|--models=*|--batch1-images=*)
             shared+=("$a") ;;
     esac
 done
@@ -112,18 +112,21 @@ headers = ["model", "fkp device", "thr fkp/pt",
            "fkp s/ep", "pt s/ep", "fkp/pt",
            "fkp trainGF", "pt trainGF",
            "fkp img/s", "pt img/s", "fkp/pt",
-           "fkp inferGF", "pt inferGF"]
+           "fkp inferGF", "pt inferGF",
+           "fkp b1 img/s", "pt b1 img/s", "fkp/pt"]
 table = []
 for r in fkp:
     p = pt.get(r["model"], {})
     fe, pe = r.get("epoch_seconds"), p.get("epoch_seconds")
     fi, pi = r.get("infer_images_per_second"), p.get("infer_images_per_second")
+    f1, p1 = r.get("infer_batch1_images_per_second"), p.get("infer_batch1_images_per_second")
     table.append([
         r["model"], str(r.get("device", "?")), f'{r.get("threads", "?")}/{p.get("threads", "-")}',
         num(fe, ".3f"), num(pe, ".3f"), num(ratio(fe, pe), ".2f"),
         num(r.get("train_gflops"), ".1f"), num(p.get("train_gflops"), ".1f"),
         num(fi, ".0f"), num(pi, ".0f"), num(ratio(fi, pi), ".2f"),
         num(r.get("infer_gflops"), ".1f"), num(p.get("infer_gflops"), ".1f"),
+        num(f1, ".0f"), num(p1, ".0f"), num(ratio(f1, p1), ".2f"),
     ])
 for m in pt:
     if m not in {r["model"] for r in fkp}:
@@ -139,6 +142,6 @@ for row in table:
 imgs = {r.get("train_images") for r in fkp} | {r.get("train_images") for r in pt.values()}
 print()
 print(f"training images per epoch: {', '.join(str(i) for i in sorted(x for x in imgs if x is not None))}; batch 128")
-print("s/ep fkp/pt < 1: fkp-batch trains faster; img/s fkp/pt > 1: fkp-batch infers faster.")
+print("s/ep fkp/pt < 1: fkp-batch trains faster; img/s fkp/pt > 1: fkp-batch infers faster (batch 128; b1: one image at a time).")
 print("GFLOP/s: a training epoch counts 3x the forward FLOPs (net2: 87.5 MFLOP per image), inference 1x.")
 PY

@@ -4,11 +4,11 @@
 The same nets as fkp-batch (Daniel Nouri's net1 and net2), trained on random seeded data of the
 tutorial's shapes, timed the same way: seconds per training epoch (median of --repeat epochs after one
 warm-up epoch) and inference images per second (forward only, median of --repeat passes after one
-warm-up pass), with the GFLOP/s these mean. A training epoch counts 3x the forward FLOPs, inference 1x.
+warm-up pass) at batch 128 and at batch 1, with the GFLOP/s these mean. A training epoch counts 3x the forward FLOPs, inference 1x.
 
 Prints one JSON object per model on stdout; logs go to stderr.
 
-    python3 bench/pytorch_reference.py [--models net1,net2] [--images 1712] [--threads 2]
+    python3 bench/pytorch_reference.py [--models net1,net2] [--images 1712] [--threads 2] [--batch1-images 256]
 """
 
 import argparse
@@ -99,12 +99,27 @@ def forward_macs(net):
     return macs
 
 
+def timed(fn, repeat, label=None):
+    """fn once as a warm-up, then `repeat` timed runs; the seconds of each (logged with label)."""
+    fn()
+    times = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if label:
+            log(f"{label} {i + 1}: {times[-1]:.3f} s")
+    return times
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="net1,net2", help="comma-separated: net1,net2 (default both)")
     p.add_argument("--images", type=int, default=1712, help="training images per epoch (default 1712)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--repeat", type=int, default=3, help="timed epochs / inference passes, median reported (default 3)")
+    p.add_argument("--batch1-images", type=int, default=256,
+                   help="images predicted one at a time for the batch-1 inference figure, 0 to skip (default 256)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--seed", type=int, default=7, help="seed for data and weights (default 7)")
     p.add_argument("--no-malloc-tuning", action="store_true",
@@ -124,8 +139,8 @@ def main():
     for m in models:
         if m not in MODELS:
             p.error(f"unknown model '{m}' (expected net1 or net2)")
-    if args.images < 1 or args.threads < 1 or args.repeat < 1:
-        p.error("--images, --threads and --repeat must be at least 1")
+    if args.images < 1 or args.threads < 1 or args.repeat < 1 or args.batch1_images < 0:
+        p.error("--images, --threads and --repeat must be at least 1, --batch1-images at least 0")
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -189,13 +204,20 @@ def main():
         if not math.isfinite(loss):
             log(f"{name}: warning: loss is not finite ({loss}); try a smaller --lr")
 
-        infer_pass()  # warm-up
-        infer_times = []
-        for i in range(args.repeat):
-            t0 = time.perf_counter()
-            infer_pass()
-            infer_times.append(time.perf_counter() - t0)
-            log(f"{name}: inference pass {i + 1}: {infer_times[-1]:.3f} s")
+        infer_times = timed(infer_pass, args.repeat, f"{name}: inference pass")
+
+        ips1 = None
+        n1 = min(args.batch1_images, n)
+        if n1 > 0:
+            def infer1_pass():
+                net.eval()
+                with torch.inference_mode():
+                    for i in range(n1):
+                        out = net(x_all[i:i + 1])
+                return out
+
+            ips1 = n1 / statistics.median(timed(infer1_pass, args.repeat))
+            log(f"{name}: batch-1 inference: {ips1:.1f} images/s")
 
         epoch = statistics.median(epoch_times)
         infer = statistics.median(infer_times)
@@ -210,6 +232,7 @@ def main():
             "train_gflops": round(3 * flop_per_image * n / epoch / 1e9, 2),
             "infer_images_per_second": round(ips, 1),
             "infer_gflops": round(flop_per_image * ips / 1e9, 2),
+            "infer_batch1_images_per_second": None if ips1 is None else round(ips1, 1),
         }), flush=True)
 
 

@@ -11,12 +11,14 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training and inference speed of net1 and net2.",
         discussion: """
-        Trains on --images random 96x96 images (1712 = the tutorial's training set size, batch 128) and reports seconds per epoch, inference images per second and the GFLOP/s each reaches (a training epoch counts 3x the forward FLOPs). Median of --repeat runs after one warm-up. Results go to stdout (a table, or JSON lines with --format json, as bench/compare.sh reads them next to PyTorch's). --gemm measures the GEMMs of net2's layers instead, on the CPU engine and on every usable OpenCL device with each GEMM kernel.
+        Trains on --images random 96x96 images (1712 = the tutorial's training set size, batch 128) and reports seconds per epoch, inference images per second at batch 128 and at batch 1 (--batch1-images, a net built for prediction only, as annotate uses) and the GFLOP/s each reaches (a training epoch counts 3x the forward FLOPs). Median of --repeat runs after one warm-up. Results go to stdout (a table, or JSON lines with --format json, as bench/compare.sh reads them next to PyTorch's). --gemm measures the GEMMs of net2's layers instead, on the CPU engine and on every usable OpenCL device with each GEMM kernel.
         """)
 
     @Option(help: "Models to measure, comma-separated.") var models: String = "net1,net2"
     @Option(help: "Training images per epoch.") var images: Int = 1712
     @Option(help: "Timed repetitions (the median is reported).") var `repeat`: Int = 3
+    @Option(name: .customLong("batch1-images"), help: "Images predicted one at a time for the batch-1 inference figure (0: skip).")
+    var batch1Images: Int = 256
     @Option(help: "Output.") var format: ReportFormat = .table
     @Flag(name: .customLong("all-devices"), help: "Measure the CPU engine and every usable OpenCL device side by side in one run.")
     var allDevices = false
@@ -25,7 +27,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard images >= 1, `repeat` >= 1 else { throw ValidationError("--images and --repeat must be at least 1") }
+        guard images >= 1, `repeat` >= 1, batch1Images >= 0 else { throw ValidationError("--images and --repeat must be at least 1") }
         for m in models.split(separator: ",") where Preset.named(String(m)) == nil {
             throw ValidationError("unknown model '\(m)' in --models")
         }
@@ -41,7 +43,7 @@ struct Bench: ParsableCommand {
         for i in 0..<y.count { y[i] = rng.nextFloat() * 2 - 1 }
         let data = TrainingData(images: x, targets: y)
         let noValidation = TrainingData(images: Tensor(shape: [0, Keypoints.imageSize]), targets: Tensor(shape: [0, Keypoints.count]))
-        var table = [["model", "backend", "s/epoch", "train GFLOP/s", "infer img/s", "infer GFLOP/s"]]
+        var table = [["model", "backend", "s/epoch", "train GFLOP/s", "infer img/s", "infer GFLOP/s", "batch-1 img/s"]]
         for backend in backends {
             let threads = (backend as? CPUBackend)?.pool.count ?? 0
             for model in models.split(separator: ",").map(String.init) {
@@ -55,6 +57,7 @@ struct Bench: ParsableCommand {
                     seconds { _ = try? trainer.runEpoch(); backend.synchronize() }
                 })
                 let infer = Statistics.median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: net, images: x) } })
+                let ips1 = batch1Images > 0 ? batch1Speed(net, x) : nil
                 if profile { printProfile(model, net, trainer) }
                 let flopPerImage = 2.0 * Double(net.forwardMACs)
                 let trainGF = 3 * flopPerImage * Double(images) / epoch / 1e9
@@ -64,14 +67,31 @@ struct Bench: ParsableCommand {
                     print(KeypointWriter.jsonLine(["impl": "fkp-batch", "model": model, "device": deviceName(backend),
                                                    "backend": backend.name, "threads": threads, "train_images": images,
                                                    "epoch_seconds": epoch, "train_gflops": trainGF,
-                                                   "infer_images_per_second": ips, "infer_gflops": inferGF]))
+                                                   "infer_images_per_second": ips, "infer_gflops": inferGF,
+                                                   "infer_batch1_images_per_second": ips1.map { $0 as Any } ?? NSNull()]))
                 } else {
                     table.append([model, backend.name, String(format: "%.3f", epoch), String(format: "%.1f", trainGF),
-                                  String(format: "%.1f", ips), String(format: "%.1f", inferGF)])
+                                  String(format: "%.1f", ips), String(format: "%.1f", inferGF),
+                                  ips1.map { String(format: "%.1f", $0) } ?? "-"])
                 }
             }
         }
         if format == .table { printTable(table) }
+    }
+
+    /// Images per second predicting the first --batch1-images images one at a time, with a copy of the
+    /// net built for one image and prediction only.
+    func batch1Speed(_ net: Net, _ x: Tensor) -> Double {
+        let single = Net(net.architecture, backend: net.backend, maxBatch: 1, trainable: false)
+        for (p, q) in zip(net.parameters, single.parameters) {
+            net.backend.download(p.value).withUnsafeBufferPointer { net.backend.write($0, to: q.value, offset: 0) }
+        }
+        let n = min(batch1Images, x.shape[0])
+        let first = Tensor(shape: [n, x.shape[1]])
+        first.data.update(from: x.data, count: first.count)
+        _ = predictKeypoints(net: single, images: first)  // warm-up
+        let t = Statistics.median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: single, images: first) } })
+        return Double(n) / t
     }
 
     func printProfile(_ model: String, _ net: Net, _ trainer: Trainer) {

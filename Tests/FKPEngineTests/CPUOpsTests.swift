@@ -9,21 +9,47 @@ final class CPUOpsTests: XCTestCase {
     let cpu = CPUBackend(threads: 2)
 
     func testGemmMatchesNaiveOnOddShapesAndTransposes() {
-        var rng = Xoshiro(seed: 1)
-        for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40)] {
-            for ta in [false, true] { for tb in [false, true] {
-                let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
-                let want = Reference.gemm(m, n, k, a, ta: ta, b, tb: tb)
-                var got = [Float](repeating: 0, count: m * n)
-                let pool = WorkerPool(threads: 2)
-                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
-                    gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: ta ? m : k, transposed: ta),
-                                 b: MatrixRef(bp.baseAddress!, ld: tb ? k : n, transposed: tb),
-                                 c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
-                } } }
-                let err = Check.normalisedError(got, want)
-                XCTAssertLessThan(err, 1e-5, "gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
-            } }
+        XCTAssertTrue(CPUKernels.supported.contains { $0.name == CPUKernels.best.name })
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 1)
+            let pool = WorkerPool(threads: 2, kernels: kernels)
+            for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40), (200, 40, 600)] {
+                for ta in [false, true] { for tb in [false, true] {
+                    let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
+                    let want = Reference.gemm(m, n, k, a, ta: ta, b, tb: tb)
+                    var got = [Float](repeating: 0, count: m * n)
+                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
+                        gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: ta ? m : k, transposed: ta),
+                                     b: MatrixRef(bp.baseAddress!, ld: tb ? k : n, transposed: tb),
+                                     c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool)
+                    } } }
+                    let err = Check.normalisedError(got, want)
+                    XCTAssertLessThan(err, 1e-5, "\(kernels.name) gemm \(m)x\(n)x\(k) ta=\(ta) tb=\(tb)")
+                } }
+            }
+        }
+    }
+
+    /// Bias and ReLU in the epilogue are applied once, after the whole sum (k spans several K blocks here).
+    func testGemmEpilogueAddsBiasAndReluOnce() {
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 12)
+            let pool = WorkerPool(threads: 2, kernels: kernels)
+            for (m, n, k) in [(13, 37, 600), (130, 64, 9), (5, 16, 0)] {
+                let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng), bias = Check.random(n, &rng)
+                let sum = Reference.gemm(m, n, k, a, ta: false, b, tb: false)
+                for relu in [false, true] {
+                    let want = sum.indices.map { i in relu ? max(0, sum[i] + bias[i % n]) : sum[i] + bias[i % n] }
+                    var got = [Float](repeating: .nan, count: m * n)
+                    a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in got.withUnsafeMutableBufferPointer { cp in
+                        bias.withUnsafeBufferPointer { biasp in
+                            gemmParallel(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: k), b: MatrixRef(bp.baseAddress!, ld: n),
+                                         c: cp.baseAddress!, ldc: n, accumulate: false, pool: pool, bias: biasp.baseAddress!, relu: relu)
+                        }
+                    } } }
+                    XCTAssertLessThan(Check.normalisedError(got, want), 1e-5, "\(kernels.name) \(m)x\(n)x\(k) relu=\(relu)")
+                }
+            }
         }
     }
 
@@ -214,6 +240,41 @@ final class CPUOpsTests: XCTestCase {
         cpu.nesterovUpdate(parameter: p, gradient: g, velocity: v, count: 2, learningRate: 0.1, momentum: 0.9)
         // v = 0.9*-0.05 - 0.05 = -0.095; p = 0.905 + 0.9*-0.095 - 0.05 = 0.7695
         XCTAssertEqual(cpu.download(p)[0], 0.7695, accuracy: 1e-6)
+    }
+
+    /// conv1's weight gradient from a pool's routed gradient (the pooled arrays) has the same bits as the
+    /// dense kernel over the same dx, so a run does not depend on which path a step took (a resumed run
+    /// starts without records).
+    func testPooledConvGradientHasTheDenseBits() {
+        var rng = Xoshiro(seed: 13)
+        for kernels in CPUKernels.supported {
+            let cpu = CPUBackend(threads: 2, kernels: kernels)
+            for s in [ConvShape(batch: 3, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
+                      ConvShape(batch: 2, height: 12, width: 13, inChannels: 1, outChannels: 16, kernel: 3)] {
+                let p = PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels)
+                let x = cpu.buffer(Check.random(s.inputCount, &rng)), w = cpu.buffer(Check.random(s.weightCount, &rng, scale: 0.5))
+                let b = cpu.buffer(Check.random(s.outChannels, &rng)), pdy = cpu.buffer(Check.random(p.outputCount, &rng))
+                let y = cpu.makeBuffer(count: s.outputCount), py = cpu.makeBuffer(count: p.outputCount)
+                let dx = cpu.makeBuffer(count: s.outputCount)
+                var grads: [[Float]] = []
+                for _ in 0..<2 {  // the second step has records: dw from the pooled arrays
+                    cpu.convForward(x: x, w: w, b: b, y: y, shape: s, relu: true)
+                    cpu.maxPoolForward(x: y, y: py, shape: p)
+                    cpu.maxPoolBackward(x: y, dy: pdy, dx: dx, shape: p)
+                    cpu.reluBackward(y: y, dy: dx, count: s.outputCount)
+                    let dw = cpu.makeBuffer(count: s.weightCount), db = cpu.makeBuffer(count: s.outChannels)
+                    cpu.convBackward(x: x, w: w, dy: dx, dx: nil, dw: dw, db: db, shape: s)
+                    grads.append(cpu.download(dw) + cpu.download(db))
+                }
+                // the same dx values in a plain buffer: the dense kernel
+                let plain = cpu.buffer(cpu.download(dx))
+                let dw = cpu.makeBuffer(count: s.weightCount), db = cpu.makeBuffer(count: s.outChannels)
+                cpu.convBackward(x: x, w: w, dy: plain, dx: nil, dw: dw, db: db, shape: s)
+                let dense = cpu.download(dw) + cpu.download(db)
+                XCTAssertEqual(grads[0].map(\.bitPattern), dense.map(\.bitPattern), "\(kernels.name) \(s) first step")
+                XCTAssertEqual(grads[1].map(\.bitPattern), dense.map(\.bitPattern), "\(kernels.name) \(s) with records")
+            }
+        }
     }
 
     func testConvIsDeterministicAcrossRuns() {

@@ -68,7 +68,10 @@ final class BackendOpsTests: XCTestCase {
                   ConvShape(batch: 5, height: 4, width: 9, inChannels: 20, outChannels: 33, kernel: 2),
                   ConvShape(batch: 2, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
                   ConvShape(batch: 2, height: 47, width: 47, inChannels: 32, outChannels: 64, kernel: 2),
-                  ConvShape(batch: 2, height: 23, width: 23, inChannels: 64, outChannels: 128, kernel: 2)] {
+                  ConvShape(batch: 2, height: 23, width: 23, inChannels: 64, outChannels: 128, kernel: 2),
+                  // one image: the CPU engine splits its rows across the workers
+                  ConvShape(batch: 1, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
+                  ConvShape(batch: 1, height: 47, width: 47, inChannels: 32, outChannels: 64, kernel: 2)] {
             let x = Seeded.values(s.inputCount, &rng), w = Seeded.values(s.weightCount, &rng, scale: 0.2)
             let b = Seeded.values(s.outChannels, &rng), dy = Seeded.values(s.outputCount, &rng)
             for relu in [false, true] {
@@ -89,6 +92,65 @@ final class BackendOpsTests: XCTestCase {
                 h.backend.maxPoolForward(x: xb, y: y, shape: s)
                 h.backend.maxPoolBackward(x: xb, dy: h.input(dy), dx: dx, shape: s)
                 return ["y": h.result(y, "y"), "dx": h.result(dx, "dx")]
+            })
+        }
+        // Training order (forward, backward, ReLU mask of the gradient, twice: the CPU engine finds the arg-max
+        // positions in the first backward and records them in later forward passes), then the records made
+        // stale: the pool's input rewritten between forward and backward, its output rewritten before the mask.
+        for s in [PoolShape(batch: 2, height: 5, width: 7, channels: 3), PoolShape(batch: 3, height: 94, width: 94, channels: 32),
+                  PoolShape(batch: 2, height: 22, width: 22, channels: 128), PoolShape(batch: 1, height: 47, width: 46, channels: 64)] {
+            // ReLU outputs, quantised so that zeros and ties are common
+            let x1 = Seeded.values(s.inputCount, &rng).map { max(0, ($0 * 4).rounded() / 4) }
+            let x2 = Seeded.values(s.inputCount, &rng).map { max(0, ($0 * 4).rounded() / 4) }
+            let dy = Seeded.values(s.outputCount, &rng), junk = [Float](repeating: -1, count: s.outputCount)
+            cases.append(Case(label: "maxpool training \(s.batch)x\(s.height)x\(s.width)x\(s.channels)", bound: 0) { h in
+                let xb = h.input(x1), dyb = h.input(dy), y = h.output(s.outputCount), dx = h.output(s.inputCount)
+                var out: [String: [Float]] = [:]
+                for step in 0..<2 {
+                    h.backend.maxPoolForward(x: xb, y: y, shape: s)
+                    h.backend.maxPoolBackward(x: xb, dy: dyb, dx: dx, shape: s)
+                    out["dx \(step)"] = h.result(dx, "dx")
+                    h.backend.reluBackward(y: xb, dy: dx, count: s.inputCount)
+                    out["masked dx \(step)"] = h.result(dx, "dx")
+                }
+                h.backend.maxPoolForward(x: xb, y: y, shape: s)
+                x2.withUnsafeBufferPointer { h.backend.write($0, to: xb, offset: 0) }
+                h.backend.maxPoolBackward(x: xb, dy: dyb, dx: dx, shape: s)
+                out["dx after x rewritten"] = h.result(dx, "dx")
+                h.backend.maxPoolForward(x: xb, y: y, shape: s)
+                h.backend.maxPoolBackward(x: xb, dy: dyb, dx: dx, shape: s)
+                junk.withUnsafeBufferPointer { h.backend.write($0, to: y, offset: 0) }
+                h.backend.reluBackward(y: xb, dy: dx, count: s.inputCount)
+                out["masked dx after y rewritten"] = h.result(dx, "dx")
+                return out
+            })
+        }
+        // A grey 3x3 convolution feeding a pool, backward in training order (the CPU engine sums conv1's weight
+        // gradient from the pool's arrays here), then with the pool's dy rewritten after the routing (the
+        // gradient in dx is what counts, so the sums must come from dx again).
+        for s in [ConvShape(batch: 2, height: 12, width: 13, inChannels: 1, outChannels: 32, kernel: 3),
+                  ConvShape(batch: 2, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3)] {
+            let p = PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels)
+            let x = Seeded.values(s.inputCount, &rng), w = Seeded.values(s.weightCount, &rng, scale: 0.5)
+            let b = Seeded.values(s.outChannels, &rng), pdy = Seeded.values(p.outputCount, &rng)
+            let pdy2 = Seeded.values(p.outputCount, &rng)
+            cases.append(Case(label: "\(s) + pool, training", bound: 1e-4) { h in
+                let xb = h.input(x), wb = h.input(w), y = h.output(s.outputCount), py = h.output(p.outputCount)
+                let dyb = h.input(pdy), dx = h.output(s.outputCount)
+                var out: [String: [Float]] = [:]
+                for step in 0..<3 {
+                    let dw = h.output(s.weightCount), db = h.output(s.outChannels)
+                    h.backend.convForward(x: xb, w: wb, b: h.input(b), y: y, shape: s, relu: true)
+                    h.backend.maxPoolForward(x: y, y: py, shape: p)
+                    h.backend.maxPoolBackward(x: y, dy: dyb, dx: dx, shape: p)
+                    h.backend.reluBackward(y: y, dy: dx, count: s.outputCount)
+                    if step == 2 { pdy2.withUnsafeBufferPointer { h.backend.write($0, to: dyb, offset: 0) } }
+                    h.backend.convBackward(x: xb, w: wb, dy: dx, dx: nil, dw: dw, db: db, shape: s)
+                    out["dw \(step)"] = h.result(dw, "dw")
+                    out["db \(step)"] = h.result(db, "db")
+                }
+                out["dx"] = h.result(dx, "dx")
+                return out
             })
         }
         for n in [1, 31, 100_000] {
@@ -121,9 +183,10 @@ final class BackendOpsTests: XCTestCase {
         return cases
     }
 
-    /// The backends under test: the CPU engine, and each OpenCL GEMM variant where a platform exists.
+    /// The backends under test: the CPU engine with each kernel set this CPU supports, and each OpenCL GEMM
+    /// variant where a platform exists.
     func backends() throws -> [Backend] {
-        var list: [Backend] = [CPUBackend(threads: 2)]
+        var list: [Backend] = CPUKernels.supported.map { CPUBackend(threads: 2, kernels: $0) }
         if CL.hasPlatform { list += try OpenCLGemmVariant.allCases.map { try CL.backend($0) } }
         return list
     }
@@ -137,7 +200,8 @@ final class BackendOpsTests: XCTestCase {
             for backend in backends {
                 let h = Harness(backend)
                 let got = c.run(h)
-                let label = backend is OpenCLBackend ? "opencl \((backend as! OpenCLBackend).gemmVariant)" : backend.name
+                let label = backend is OpenCLBackend ? "opencl \((backend as! OpenCLBackend).gemmVariant)"
+                    : "\(backend.name) \((backend as! CPUBackend).kernels.name)"
                 XCTAssertEqual(h.overruns, [], "\(label) \(c.label): wrote past the end of its output")
                 for (name, values) in want.sorted(by: { $0.key < $1.key }) {
                     let e = Metric.normalisedError(got[name]!, values)

@@ -1,4 +1,6 @@
+import CKernels
 import FKPTensor
+import Foundation
 
 extension Tensor: DeviceBuffer {}
 
@@ -21,15 +23,19 @@ final class WorkerBuffers: @unchecked Sendable {
 }
 
 /// The native CPU engine: the reference every other backend is checked against, and fast
-/// (packed SIMD GEMM, convolutions as per-image im2col + GEMM, images split across cores).
+/// (packed SIMD GEMM with bias and ReLU in its epilogue, convolutions as per-image im2col + GEMM, a
+/// direct kernel for a 3x3 convolution of one channel, images split across cores). The kernels come
+/// from the best instruction set the CPU has (CPUKernels).
 public final class CPUBackend: Backend, @unchecked Sendable {
     public let pool: WorkerPool
+    public var kernels: CPUKernels { pool.kernels }
     public var name: String { "cpu (\(pool.count) thread\(pool.count == 1 ? "" : "s"))" }
     private let patches: WorkerBuffers
     private let partials: WorkerBuffers
+    private let pools = PoolRecords()
 
-    public init(threads: Int? = nil) {
-        pool = WorkerPool(threads: threads)
+    public init(threads: Int? = nil, kernels: CPUKernels = .best) {
+        pool = WorkerPool(threads: threads, kernels: kernels)
         patches = WorkerBuffers(workers: pool.count)
         partials = WorkerBuffers(workers: pool.count)
     }
@@ -42,6 +48,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func write(_ source: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer, offset: Int) {
         precondition(offset + source.count <= buffer.count, "write past the end of a buffer")
+        pools.wrote(buffer)
         (ptr(buffer) + offset).update(from: source.baseAddress!, count: source.count)
     }
 
@@ -56,16 +63,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func denseForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                              batch: Int, inputs: Int, outputs: Int, relu: Bool) {
-        let yp = ptr(y), bp = ptr(b)
-        // x[B,K] . w[K,N]
+        pools.wrote(y)
+        // x[B,K] . w[K,N] + b, ReLU
         gemmParallel(m: batch, n: outputs, k: inputs, a: MatrixRef(ptr(x), ld: inputs),
-                     b: MatrixRef(ptr(w), ld: outputs), c: yp, ldc: outputs, accumulate: false, pool: pool)
-        for r in 0..<batch { biasActivate(yp + r * outputs, bias: bp, channels: outputs, pixels: 1, relu: relu) }
+                     b: MatrixRef(ptr(w), ld: outputs), c: ptr(y), ldc: outputs, accumulate: false, pool: pool,
+                     bias: ptr(b), relu: relu)
     }
 
     public func denseBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                               dw: DeviceBuffer, db: DeviceBuffer, batch: Int, inputs: Int, outputs: Int) {
         let dyp = ptr(dy)
+        pools.wrote(dw); pools.wrote(db)
+        if let dx { pools.wrote(dx) }
         // dw[K,N] = x^T[K,B] . dy[B,N]
         gemmParallel(m: inputs, n: outputs, k: batch, a: MatrixRef(ptr(x), ld: inputs, transposed: true),
                      b: MatrixRef(dyp, ld: outputs), c: ptr(dw), ldc: outputs, accumulate: false, pool: pool)
@@ -82,36 +91,48 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                             shape s: ConvShape, relu: Bool) {
+        pools.wrote(y)
         let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
         let wp = ptr(w), bp = ptr(b)
         let pixels = s.outHeight * s.outWidth, kk = s.patchSize
         let inStride = s.height * s.width * s.inChannels, outStride = pixels * s.outChannels
         let direct = directConvApplies(s)
-        pool.parallelRanges(s.batch) { worker, images in
+        let kern = kernels.k, cout = s.outChannels
+        let parts = imageParts(s.batch)
+        pool.parallelRanges(s.batch * parts) { worker, units in
             let cols = direct ? nil : self.patches.get(worker, pixels * kk)
-            for n in images {
+            for u in units {
+                let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
+                if r1 <= r0 { continue }
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
-                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
+                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride + r0 * s.outWidth * cout
                 if direct {
-                    directConv3x3Forward(xi, wp, bp, yi, s, relu: relu)
+                    kern.conv3x3_c1_forward(xi + r0 * s.width, wp, bp, yi, r1 - r0 + 2, s.width, cout, relu ? 1 : 0)
                     continue
                 }
                 let cols = cols!
-                im2col(xi, s, into: cols)
-                // y[P,Cout] = cols[P,K] . w[K,Cout]
-                gemm(m: pixels, n: s.outChannels, k: kk, a: MatrixRef(cols, ld: kk),
-                     b: MatrixRef(wp, ld: s.outChannels), c: yi, ldc: s.outChannels, accumulate: false,
-                     scratch: self.pool.scratch[worker])
-                biasActivate(yi, bias: bp, channels: s.outChannels, pixels: pixels, relu: relu)
+                im2col(xi, s, rows: r0..<r1, into: cols)
+                // y[P,Cout] = cols[P,K] . w[K,Cout] + b, ReLU
+                gemm(m: (r1 - r0) * s.outWidth, n: cout, k: kk, a: MatrixRef(cols, ld: kk),
+                     b: MatrixRef(wp, ld: cout), c: yi, ldc: cout, accumulate: false,
+                     scratch: self.pool.scratch[worker], bias: bp, relu: relu)
             }
         }
     }
 
+    /// Parts each image's output rows are split into: 1 when there are images enough for every worker,
+    /// else one per worker (a single photo at inference still uses every core). Every value is computed
+    /// the same way either way.
+    private func imageParts(_ batch: Int) -> Int { batch < pool.count ? pool.count : 1 }
+
     public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
         let xa = UInt(bitPattern: ptr(x)), dya = UInt(bitPattern: ptr(dy))
+        pools.wrote(dw); pools.wrote(db)
+        if let dx { pools.wrote(dx) }
         let dxa = dx.map { UInt(bitPattern: ptr($0)) }
         let wp = ptr(w)
+        let kern = kernels.k
         let pixels = s.outHeight * s.outWidth, kk = s.patchSize, cout = s.outChannels
         let inStride = s.height * s.width * s.inChannels, outStride = pixels * cout
         let wCount = s.weightCount
@@ -119,6 +140,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         // Each worker sums dw and db over its own images into a private buffer; the partial sums are
         // then added in worker order, so the result does not depend on timing.
         let direct = directConvApplies(s)
+        let pooled = direct ? pooledGradient(dy, of: s) : nil
+        let pooledStride = (s.outHeight / 2) * (s.outWidth / 2) * cout
         pool.parallelRanges(s.batch) { worker, images in
             let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             let part = self.partials.get(worker, wCount + cout)
@@ -127,9 +150,17 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
                 let dyi = UnsafeMutablePointer<Float>(bitPattern: dya)! + n * outStride
                 if direct {
-                    directConv3x3WeightGradient(xi, dyi, part, part + wCount, s)
+                    if let pooled {
+                        // dy is a pool's routed, ReLU-masked gradient: the sums from the pooled arrays
+                        let o = n * pooledStride
+                        kern.conv3x3_c1_weight_grad_pooled(xi, pooled.arg + o, pooled.y + o, pooled.dy + o, part, part + wCount,
+                                                           s.height, s.width, cout)
+                    } else {
+                        kern.conv3x3_c1_weight_grad(xi, dyi, part, part + wCount, s.height, s.width, cout)
+                    }
                     if let dxa {
-                        directConv3x3InputGradient(dyi, wp, UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride, s)
+                        kern.conv3x3_c1_input_grad(dyi, wp, UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride,
+                                                   s.height, s.width, cout)
                     }
                     continue
                 }
@@ -160,26 +191,84 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
+    /// The pooled arrays behind dy when dy is a max-pool's routed, ReLU-masked gradient of this
+    /// convolution's output shape (then dy is zero except at the recorded positions).
+    private func pooledGradient(_ dy: DeviceBuffer, of s: ConvShape) -> (arg: UnsafePointer<UInt8>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>)? {
+        guard let routing = pools.routing(of: unsafeDowncast(dy, to: Tensor.self)), routing.masked,
+              routing.record.shape == PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels),
+              let py = routing.record.y, let pdy = routing.dy else { return nil }
+        return (UnsafePointer(routing.record.arg), UnsafePointer(py.data), UnsafePointer(pdy.data))
+    }
+
     // MARK: pooling, activation, loss, update
 
     public func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape s: PoolShape) {
-        let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
-        pool.parallelRanges(s.batch) { _, images in
-            let xp = UnsafeMutablePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-            for n in images { maxPool2Forward(xp, yp, image: n, s) }
+        pools.wrote(y)
+        // Arg-max positions are recorded only for an input whose gradient has been asked for (training):
+        // then the backward pass is a scatter that does not read x again.
+        let arg = pools.recordForward(x: unsafeDowncast(x, to: Tensor.self), y: unsafeDowncast(y, to: Tensor.self), shape: s)
+        let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y)), aa = arg.map { UInt(bitPattern: $0) }
+        let inStride = s.height * s.width * s.channels, outStride = s.outHeight * s.outWidth * s.channels
+        let kern = kernels.k
+        let parts = imageParts(s.batch), rowOut = s.outWidth * s.channels
+        pool.parallelRanges(s.batch * parts) { _, units in
+            let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
+            let ap = aa.map { UnsafeMutablePointer<UInt8>(bitPattern: $0)! }
+            for u in units {
+                let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
+                if r1 <= r0 { continue }
+                let o = n * outStride + r0 * rowOut
+                kern.maxpool2_forward(xp + n * inStride + 2 * r0 * s.width * s.channels, yp + o, ap.map { $0 + o },
+                                      2 * (r1 - r0), s.width, s.channels)
+            }
         }
     }
 
     public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
-        let xa = UInt(bitPattern: ptr(x)), dya = UInt(bitPattern: ptr(dy)), dxa = UInt(bitPattern: ptr(dx))
+        pools.wrote(dx)
+        let xt = unsafeDowncast(x, to: Tensor.self)
+        var record = pools.record(for: xt, shape: s)
+        if record == nil {
+            // No forward pass recorded for this x (the first training step, or a caller that skipped
+            // forward): find the positions now, and record them in later forward passes on this x.
+            pools.wantArgs(xt)
+            let scratchY = Tensor(shape: [s.outputCount])
+            maxPoolForward(x: x, y: scratchY, shape: s)
+            record = pools.record(for: xt, shape: s)
+        }
+        let r = record!
+        perImage(s, kernels.k.maxpool2_backward, arg: r.arg, pooled: ptr(dy), full: ptr(dx))
+        pools.routed(dx: unsafeDowncast(dx, to: Tensor.self), dy: unsafeDowncast(dy, to: Tensor.self), by: r)
+    }
+
+    /// kernel(arg, pooled, full, h, w, c) for each image of a pool's batch, images split across the workers
+    /// (`pooled`: an array of the pool's output shape, `full`: one of its input shape).
+    private func perImage(_ s: PoolShape,
+                          _ kernel: @convention(c) (UnsafePointer<UInt8>?, UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int, Int, Int) -> Void,
+                          arg: UnsafePointer<UInt8>, pooled: UnsafePointer<Float>, full: UnsafeMutablePointer<Float>) {
+        let outStride = s.outHeight * s.outWidth * s.channels, inStride = s.height * s.width * s.channels
+        let aa = UInt(bitPattern: arg), pa = UInt(bitPattern: pooled), fa = UInt(bitPattern: full)
         pool.parallelRanges(s.batch) { _, images in
-            let xp = UnsafeMutablePointer<Float>(bitPattern: xa)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
-            let dxp = UnsafeMutablePointer<Float>(bitPattern: dxa)!
-            for n in images { maxPool2Backward(xp, dyp, dxp, image: n, s) }
+            for n in images {
+                kernel(UnsafePointer(bitPattern: aa)! + n * outStride, UnsafePointer(bitPattern: pa)! + n * outStride,
+                       UnsafeMutablePointer(bitPattern: fa)! + n * inStride, s.height, s.width, s.channels)
+            }
         }
     }
 
     public func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int) {
+        let dyt = unsafeDowncast(dy, to: Tensor.self)
+        if let routing = pools.routing(of: dyt), !routing.masked, routing.record.x === y,
+           routing.record.shape.inputCount == count, let py = routing.record.y, let pdy = routing.dy {
+            // dy came from a max-pool backward over y: only the recorded positions can be non-zero, and
+            // y there is the pooled value, so the mask is a sparse pass over the pool's output.
+            let r = routing.record
+            pools.wrote(dy)
+            perImage(r.shape, kernels.k.maxpool2_relu_mask, arg: r.arg, pooled: py.data, full: dyt.data)
+            pools.routed(dx: dyt, dy: pdy, by: r, masked: true)
+            return
+        }
+        pools.wrote(dy)
         let ya = UInt(bitPattern: ptr(y)), dya = UInt(bitPattern: ptr(dy))
         pool.parallelRanges(count, minChunk: 1 << 15) { _, range in
             let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
@@ -188,10 +277,12 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func dropoutForward(x: DeviceBuffer, y: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
+        pools.wrote(y)
         dropout(ptr(x), ptr(y), count: count, rate: rate, seed: seed)
     }
 
     public func dropoutBackward(dy: DeviceBuffer, dx: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
+        pools.wrote(dx)
         dropout(ptr(dy), ptr(dx), count: count, rate: rate, seed: seed)
     }
 
@@ -206,6 +297,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,
                         batch: Int, outputs: Int) -> Float {
+        pools.wrote(grad)
         let p = ptr(prediction), t = ptr(target), g = ptr(grad)
         let n = batch * outputs
         let scale = Float(2) / Float(n)
@@ -220,6 +312,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func nesterovUpdate(parameter: DeviceBuffer, gradient: DeviceBuffer, velocity: DeviceBuffer,
                                count: Int, learningRate lr: Float, momentum m: Float) {
+        pools.wrote(parameter); pools.wrote(velocity)
         let pa = UInt(bitPattern: ptr(parameter)), ga = UInt(bitPattern: ptr(gradient))
         let va = UInt(bitPattern: ptr(velocity))
         pool.parallelRanges(count, minChunk: 1 << 16) { _, range in
@@ -237,14 +330,16 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
 // MARK: helpers (shape comments: NHWC images, [k][k][Cin][Cout] weights)
 
-/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel.
+/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel
+/// (only output rows `rows`, from cols' first row, when given).
 @inline(__always)
-func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, into cols: UnsafeMutablePointer<Float>) {
+func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, rows: Range<Int>? = nil, into cols: UnsafeMutablePointer<Float>) {
     let c = s.inChannels, k = s.kernel, kk = s.patchSize
     let run = k * c  // one kernel row of the patch is contiguous in NHWC
-    for oy in 0..<s.outHeight {
+    let rows = rows ?? 0..<s.outHeight
+    for oy in rows {
         for ox in 0..<s.outWidth {
-            let dst = cols + (oy * s.outWidth + ox) * kk
+            let dst = cols + ((oy - rows.lowerBound) * s.outWidth + ox) * kk
             for ky in 0..<k {
                 (dst + ky * run).update(from: x + ((oy + ky) * s.width + ox) * c, count: run)
             }
@@ -270,19 +365,6 @@ func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, into dx: UnsafeMutable
     }
 }
 
-/// y[P, C] += bias[C], then max(0, .) if relu.
-@inline(__always)
-func biasActivate(_ y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, pixels: Int, relu: Bool) {
-    for p in 0..<pixels {
-        let row = y + p * channels
-        if relu {
-            for ch in 0..<channels { row[ch] = max(row[ch] + bias[ch], 0) }
-        } else {
-            for ch in 0..<channels { row[ch] += bias[ch] }
-        }
-    }
-}
-
 @inline(__always)
 func columnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>,
                 accumulate: Bool = false) {
@@ -298,55 +380,8 @@ func add(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, cou
     for i in 0..<count { dst[i] += src[i] }
 }
 
-// MARK: 2x2 max-pool, NHWC: the four inputs of a window are four runs of `channels` contiguous floats.
-// Plain branch-free loops over the channels, which LLVM vectorises (Swift's generic SIMD mask
-// operations, by contrast, compile to per-lane code here and ran several times slower).
-
-@inline(__always)
-func maxPool2Forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, image n: Int, _ s: PoolShape) {
-    let c = s.channels, rowIn = s.width * c
-    for oy in 0..<s.outHeight {
-        let r0 = x + ((n * s.height + 2 * oy) * s.width) * c
-        let out = y + ((n * s.outHeight + oy) * s.outWidth) * c
-        for ox in 0..<s.outWidth {
-            let p0 = r0 + 2 * ox * c, p1 = p0 + c, p2 = p0 + rowIn, p3 = p2 + c
-            let o = out + ox * c
-            for ch in 0..<c {
-                let a = p0[ch], b = p1[ch], d = p2[ch], e = p3[ch]
-                let m1 = a >= b ? a : b, m2 = d >= e ? d : e
-                o[ch] = m1 >= m2 ? m1 : m2
-            }
-        }
-    }
-}
-
-/// Each dy goes to the first maximum of its window in the order (0,0) (0,1) (1,0) (1,1); every other dx
-/// (and a dropped odd last row or column) is zero. Writes all of dx for the image, so no separate clear.
-@inline(__always)
-func maxPool2Backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
-                      image n: Int, _ s: PoolShape) {
-    let c = s.channels, rowIn = s.width * c
-    let imageIn = s.height * s.width * c
-    if s.height % 2 == 1 || s.width % 2 == 1 { (dx + n * imageIn).update(repeating: 0, count: imageIn) }
-    for oy in 0..<s.outHeight {
-        let base = ((n * s.height + 2 * oy) * s.width) * c
-        let g = dy + ((n * s.outHeight + oy) * s.outWidth) * c
-        for ox in 0..<s.outWidth {
-            let o = base + 2 * ox * c
-            let p0 = x + o, p1 = p0 + c, p2 = p0 + rowIn, p3 = p2 + c
-            let q0 = dx + o, q1 = q0 + c, q2 = q0 + rowIn, q3 = q2 + c
-            let gr = g + ox * c
-            for ch in 0..<c {
-                let a = p0[ch], b = p1[ch], d = p2[ch], e = p3[ch], v = gr[ch]
-                // the first maximum wins ties: a unless something is larger, b unless d or e is, ...
-                let ta = a >= b && a >= d && a >= e
-                let tb = !ta && b >= d && b >= e
-                let td = !ta && !tb && d >= e
-                q0[ch] = ta ? v : 0
-                q1[ch] = tb ? v : 0
-                q2[ch] = td ? v : 0
-                q3[ch] = ta || tb || td ? 0 : v
-            }
-        }
-    }
+/// Whether the direct kernel applies: a grey input (Cin = 1) and a 3x3 kernel, net2's conv1. With K = 9
+/// the im2col GEMM is all packing and stores; the direct kernel keeps the 9 taps in registers.
+func directConvApplies(_ s: ConvShape) -> Bool {
+    s.inChannels == 1 && s.kernel == 3 && s.outChannels % 16 == 0
 }

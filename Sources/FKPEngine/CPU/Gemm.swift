@@ -1,25 +1,30 @@
 // Register-blocked, packed single-precision GEMM (the CPU engine's workhorse).
 //
 // C[M,N] (+)= op(A)[M,K] . op(B)[K,N], all row-major. A is packed into panels of MR rows laid out
-// [K][MR], B into panels of NR columns laid out [K][NR]; the micro-kernel keeps an MR x NR block of C in
-// registers (8 SIMD16 accumulators = 8 zmm registers with AVX-512) and streams the two panels.
-// Blocking over K (kc) keeps a B micro-panel in L1 and the A block in L2.
+// [K][MR], B into panels of NR = 16 columns laid out [K][16]; the micro-kernel (C target CKernels, one
+// per instruction set; MR = 6 with AVX2: 12 ymm accumulators) keeps an MR x 16 block of C in registers
+// and streams the two panels. Blocking over K (kc) keeps a B micro-panel in L1 and the A block in L2.
+// Each element of C is summed over k in the same order whatever MR, blocking or thread count.
 
-let gemmMR = 8
+import CKernels
+
 let gemmNR = 16
 let gemmKC = 256
 let gemmMC = 128
 
 /// Per-worker packing buffers, grown on first use and then reused: no allocation in steady state.
 public final class GemmScratch: @unchecked Sendable {
+    let kernels: CPUKernels
+    /// Rows of an A block: gemmMC rounded down to whole micro-panels.
+    let mc: Int
     var aPack: UnsafeMutablePointer<Float>
-    var aCapacity: Int
     var bPack: UnsafeMutablePointer<SIMD16<Float>>
     var bCapacity: Int  // in SIMD16 units
 
-    public init() {
-        aCapacity = gemmMC * gemmKC
-        aPack = .allocate(capacity: aCapacity)
+    public init(kernels: CPUKernels = .best) {
+        self.kernels = kernels
+        mc = max(kernels.mr, gemmMC / kernels.mr * kernels.mr)
+        aPack = .allocate(capacity: mc * gemmKC)
         bCapacity = gemmKC * 64
         bPack = .allocate(capacity: bCapacity)
     }
@@ -46,35 +51,43 @@ public struct MatrixRef {
     }
 }
 
-/// Single-threaded GEMM. `accumulate`: C += A.B instead of C = A.B.
+/// Single-threaded GEMM. `accumulate`: C += A.B instead of C = A.B. `bias` (N values, added once after
+/// the sum) and `relu` form the epilogue of the last K block, so C is not read again for them.
 public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
-                 c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, scratch: GemmScratch) {
+                 c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, scratch: GemmScratch,
+                 bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
     if m == 0 || n == 0 { return }
     if k == 0 {
-        if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+        for i in 0..<m {
+            let row = c + i * ldc
+            if !accumulate { row.update(repeating: 0, count: n) }
+            if let bias { for j in 0..<n { row[j] = relu ? max(row[j] + bias[j], 0) : row[j] + bias[j] } }
+        }
         return
     }
+    let kern = scratch.kernels.k, mrK = kern.mr
     let nPanels = (n + gemmNR - 1) / gemmNR
     var pc = 0
     while pc < k {
         let kc = min(gemmKC, k - pc)
         let acc = accumulate || pc > 0
+        let last = pc + kc == k
         scratch.ensureB(nPanels * kc)
         packB(b, rowStart: pc, kc: kc, n: n, into: scratch.bPack)
         var ic = 0
         while ic < m {
-            let mc = min(gemmMC, m - ic)
-            packA(a, rowStart: ic, mc: mc, colStart: pc, kc: kc, into: scratch.aPack)
-            let mPanels = (mc + gemmMR - 1) / gemmMR
+            let mc = min(scratch.mc, m - ic)
+            packA(a, rowStart: ic, mc: mc, colStart: pc, kc: kc, mr: mrK, into: scratch.aPack)
+            let mPanels = (mc + mrK - 1) / mrK
             for jp in 0..<nPanels {
                 let j0 = jp * gemmNR
                 let nr = min(gemmNR, n - j0)
-                let bp = scratch.bPack + jp * kc
+                let bp = UnsafeRawPointer(scratch.bPack + jp * kc).assumingMemoryBound(to: Float.self)
+                let bj = last ? bias.map { $0 + j0 } : nil
                 for ip in 0..<mPanels {
-                    let i0 = ip * gemmMR
-                    let mr = min(gemmMR, mc - i0)
-                    microKernel(kc: kc, a: scratch.aPack + ip * kc * gemmMR, b: bp,
-                                c: c + (ic + i0) * ldc + j0, ldc: ldc, mr: mr, nr: nr, accumulate: acc)
+                    let i0 = ip * mrK
+                    kern.gemm_micro(kc, scratch.aPack + ip * kc * mrK, bp, c + (ic + i0) * ldc + j0, ldc,
+                                    min(mrK, mc - i0), nr, acc ? 1 : 0, bj, relu ? 1 : 0)
                 }
             }
             ic += mc
@@ -86,11 +99,13 @@ public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
 /// GEMM split by column blocks over `threads` workers (each with its own scratch). Deterministic:
 /// every element of C is computed by exactly one worker in the same order as the serial version.
 public func gemmParallel(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
-                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pool: WorkerPool) {
+                         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pool: WorkerPool,
+                         bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
     let panels = (n + gemmNR - 1) / gemmNR
     let workers = min(pool.count, panels)
     if workers <= 1 || m * n * k < 1 << 16 {
-        gemm(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, scratch: pool.scratch[0])
+        gemm(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, scratch: pool.scratch[0],
+             bias: bias, relu: relu)
         return
     }
     let cAddr = UInt(bitPattern: c)
@@ -100,12 +115,12 @@ public func gemmParallel(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
         if j1 <= j0 { return }
         let cc = UnsafeMutablePointer<Float>(bitPattern: cAddr)! + j0
         gemm(m: m, n: j1 - j0, k: k, a: a, b: b.offsetColumns(j0), c: cc, ldc: ldc,
-             accumulate: accumulate, scratch: pool.scratch[w])
+             accumulate: accumulate, scratch: pool.scratch[w], bias: bias.map { $0 + j0 }, relu: relu)
     }
 }
 
 @inline(__always)
-private func packA(_ a: MatrixRef, rowStart: Int, mc: Int, colStart: Int, kc: Int,
+private func packA(_ a: MatrixRef, rowStart: Int, mc: Int, colStart: Int, kc: Int, mr gemmMR: Int,
                    into dst: UnsafeMutablePointer<Float>) {
     let panels = (mc + gemmMR - 1) / gemmMR
     for ip in 0..<panels {
@@ -169,48 +184,4 @@ private func packB(_ b: MatrixRef, rowStart: Int, kc: Int, n: Int,
             }
         }
     }
-}
-
-@inline(__always)
-private func microKernel(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<SIMD16<Float>>,
-                         c: UnsafeMutablePointer<Float>, ldc: Int, mr: Int, nr: Int, accumulate: Bool) {
-    var c0 = SIMD16<Float>(repeating: 0), c1 = c0, c2 = c0, c3 = c0
-    var c4 = c0, c5 = c0, c6 = c0, c7 = c0
-    var ap = a
-    for p in 0..<kc {
-        let bv = b[p]
-        c0.addProduct(ap[0], bv); c1.addProduct(ap[1], bv)
-        c2.addProduct(ap[2], bv); c3.addProduct(ap[3], bv)
-        c4.addProduct(ap[4], bv); c5.addProduct(ap[5], bv)
-        c6.addProduct(ap[6], bv); c7.addProduct(ap[7], bv)
-        ap += gemmMR
-    }
-    if mr == gemmMR && nr == gemmNR {
-        @inline(__always) func store(_ v: SIMD16<Float>, _ row: Int) {
-            let p = UnsafeMutableRawPointer(c + row * ldc)
-            if accumulate {
-                p.storeBytes(of: p.loadUnaligned(as: SIMD16<Float>.self) &+ v, as: SIMD16<Float>.self)
-            } else {
-                p.storeBytes(of: v, as: SIMD16<Float>.self)
-            }
-        }
-        store(c0, 0); store(c1, 1); store(c2, 2); store(c3, 3)
-        store(c4, 4); store(c5, 5); store(c6, 6); store(c7, 7)
-    } else {
-        var tile = (c0, c1, c2, c3, c4, c5, c6, c7)
-        withUnsafeBytes(of: &tile) { raw in
-            let t = raw.bindMemory(to: Float.self)
-            for r in 0..<mr {
-                let dst = c + r * ldc
-                for j in 0..<nr {
-                    let v = t[r * gemmNR + j]
-                    dst[j] = accumulate ? dst[j] + v : v
-                }
-            }
-        }
-    }
-}
-
-private extension SIMD16 where Scalar == Float {
-    static func &+ (a: Self, b: Self) -> Self { a + b }
 }

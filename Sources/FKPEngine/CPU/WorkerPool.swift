@@ -1,16 +1,19 @@
 import Dispatch
 import Foundation
 
-/// The CPU engine's threads: `count` workers, each with its own GEMM scratch. Work is split into
-/// fixed, contiguous ranges by worker index, so results do not depend on scheduling.
+/// The CPU engine's threads: `count` workers, each with its own GEMM scratch, and the kernel set they
+/// run. Work is split into fixed, contiguous ranges by worker index, so results do not depend on
+/// scheduling.
 public final class WorkerPool: @unchecked Sendable {
     public let count: Int
+    public let kernels: CPUKernels
     public let scratch: [GemmScratch]
 
-    public init(threads: Int? = nil) {
+    public init(threads: Int? = nil, kernels: CPUKernels = .best) {
         let n = max(1, threads ?? WorkerPool.defaultThreads)
         count = n
-        scratch = (0..<n).map { _ in GemmScratch() }
+        self.kernels = kernels
+        scratch = (0..<n).map { _ in GemmScratch(kernels: kernels) }
     }
 
     /// FKP_THREADS, else every core the process may use.
