@@ -68,6 +68,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     /// CPU devices (PoCL) get a few long work-items per launch; GPUs one element per work-item.
     let cpuLike: Bool
     let tuner: GemmTuner
+    /// Forces one GEMM tiling instead of the measured choice (the tests check that all give the same bits).
+    public var gemmTilingOverride: GemmTiling?
 
     let device: cl_device_id
     let context: cl_context
@@ -85,7 +87,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         "gemm_register", "gemm_tiled", "pack_a", "pack_b", "pack_b_t", "pack_a_im2col", "pack_a_im2col_t",
         "pack_a_conv_dx", "pack_b_conv_dx", "sum_slices", "column_sums_partial", "maxpool_forward",
         "maxpool_backward", "relu_backward", "dropout_apply", "mse_loss", "nesterov_update",
-        "conv_direct_forward", "conv_direct_backward_weights",
+        "conv_direct_forward", "conv_direct_backward_weights", "gemm_register_4",
     ]
 
     /// deviceIndex: an index of `OpenCLRuntime.devices()`; nil: the first usable GPU, else the first
@@ -340,6 +342,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         var x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape: PoolShape
     }
     private var pendingPool: PendingPool?
+    /// How many pool backward passes ran joined with their ReLU mask (the tests check it happens).
+    public private(set) var joinedPoolRelu = 0
 
     /// Launches the deferred op, if any. Every public entry point calls this first, so queue order is
     /// the order of the calls.
@@ -409,6 +413,49 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     func gemm(_ p: GemmPlan, c: cl_mem?, bias: cl_mem?, relu: Bool) {
         let flags = (bias != nil ? 1 : 0) | (relu ? 2 : 0)
         let units = max(1, deviceInfo.computeUnits)
+        let (splits, kChunk) = split(p)
+        let a = aPack?.mem, b = bPack?.mem
+        let target = splits == 1 ? c : scratch(\.partial, splits * p.m * p.n)
+        let kernelFlags = splits == 1 ? flags : 0
+        var args: [Arg] = [.mem(a), .mem(b), .mem(target), .int(p.m), .int(p.n), .int(p.kPad), .int(kChunk),
+                           .int(p.n), .mem(bias ?? target), .int(kernelFlags)]
+        switch gemmVariant {
+        case .registerBlocked:
+            // Each work-item takes one B panel and a run of blocks of 8 or 4 rows. Block height and run
+            // length are chosen per shape by measurement (GemmTuner); every choice computes each element
+            // of C by the same chain of fma over k, so the choice changes speed, never bits.
+            let nPanels = p.nPad / 16
+            let candidates = Self.registerCandidates(mPad: p.mPad, nPanels: nPanels, splits: splits, units: units)
+            let run = { (t: GemmTiling) in
+                self.launch(t.rows == 8 ? "gemm_register" : "gemm_register_4",
+                            global: [nPanels, Self.ceilDiv(p.mPad / t.rows, t.perItem), splits], local: [1, 1, 1],
+                            args + [.int(t.perItem)])
+            }
+            let tiling = gemmTilingOverride
+                ?? tuner.choose(m: p.m, n: p.n, k: p.kPad, candidates: candidates) { t in self.timed { run(t) } }
+            run(tiling)
+        case .localTiled:
+            launch("gemm_tiled", global: [p.nPad / 4, p.mPad / 4, splits], local: [16, 16, 1], args)
+        }
+        if splits > 1 {
+            launchRuns("sum_slices", count: p.m * p.n,
+                       [.mem(target), .int(0), .int(splits), .int(p.m * p.n), .int(p.n), .mem(bias ?? target), .int(flags), .mem(c)])
+        }
+    }
+
+    /// The register GEMM tilings this backend may choose among for C[m,n] = A[m,k] . B[k,n] (tests
+    /// run each through gemmTilingOverride); empty for the tiled variant.
+    public func gemmCandidates(m: Int, n: Int, k: Int) -> [GemmTiling] {
+        guard gemmVariant == .registerBlocked else { return [] }
+        let p = plan(m: m, n: n, k: k)
+        return Self.registerCandidates(mPad: p.mPad, nPanels: p.nPad / 16, splits: split(p).splits,
+                                       units: max(1, deviceInfo.computeUnits))
+    }
+
+    /// How k is split (the partial products are summed in order by sum_slices). A function of the shape
+    /// and device only, never of the tiling, so that every tiling gives the same bits.
+    func split(_ p: GemmPlan) -> (splits: Int, kChunk: Int) {
+        let units = max(1, deviceInfo.computeUnits)
         var splits: Int, kChunk: Int
         switch gemmVariant {
         case .registerBlocked:
@@ -423,43 +470,21 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
             kChunk = Self.up(Self.ceilDiv(max(p.kPad, 1), splits), 16)
             splits = max(1, Self.ceilDiv(p.kPad, kChunk))
         }
-        let a = aPack?.mem, b = bPack?.mem
-        let target = splits == 1 ? c : scratch(\.partial, splits * p.m * p.n)
-        let kernelFlags = splits == 1 ? flags : 0
-        var args: [Arg] = [.mem(a), .mem(b), .mem(target), .int(p.m), .int(p.n), .int(p.kPad), .int(kChunk),
-                           .int(p.n), .mem(bias ?? target), .int(kernelFlags)]
-        switch gemmVariant {
-        case .registerBlocked:
-            // Each work-item takes one B panel and a run of A panels (a block of C of 8*perItem x 16).
-            // The run length is chosen per shape by measurement (GemmTuner); every choice computes each
-            // element of C by the same chain of fma over k, so the choice changes speed, never bits.
-            let nPanels = p.nPad / 16, mPanels = p.mPad / 8
-            let candidates = Self.registerCandidates(mPanels: mPanels, nPanels: nPanels, splits: splits, units: units)
-            let run = { (perItem: Int) in
-                self.launch("gemm_register", global: [nPanels, Self.ceilDiv(mPanels, perItem), splits], local: [1, 1, 1],
-                            args + [.int(perItem)])
-            }
-            let perItem = tuner.choose(m: p.m, n: p.n, k: p.kPad, candidates: candidates) { perItem in
-                self.timed { run(perItem) }
-            }
-            run(perItem)
-        case .localTiled:
-            launch("gemm_tiled", global: [p.nPad / 4, p.mPad / 4, splits], local: [16, 16, 1], args)
-        }
-        if splits > 1 {
-            launchRuns("sum_slices", count: p.m * p.n,
-                       [.mem(target), .int(0), .int(splits), .int(p.m * p.n), .int(p.n), .mem(bias ?? target), .int(flags), .mem(c)])
-        }
+        return (splits, kChunk)
     }
 
-    /// A-panel runs per work-item to try: from about 2 to about 64 work-items per compute unit (PoCL
-    /// pays per work-item; more work-items balance better), the default (16 per unit) first.
-    static func registerCandidates(mPanels: Int, nPanels: Int, splits: Int, units: Int) -> [Int] {
-        var out: [Int] = []
-        for perUnit in [16, 2, 4, 8, 32, 64] {
-            let groups = min(mPanels, max(1, ceilDiv(perUnit * units, nPanels * splits)))
-            let perItem = ceilDiv(mPanels, groups)
-            if !out.contains(perItem) { out.append(perItem) }
+    /// Tilings to try: blocks of 8 and 4 rows, each with runs giving from about 2 to about 64
+    /// work-items per compute unit (PoCL pays per work-item; more work-items balance better); the old
+    /// default (8 rows, 16 per unit) first.
+    static func registerCandidates(mPad: Int, nPanels: Int, splits: Int, units: Int) -> [GemmTiling] {
+        var out: [GemmTiling] = []
+        for rows in [8, 4] {
+            let blocks = mPad / rows
+            for perUnit in [16, 2, 4, 8, 32, 64] {
+                let groups = min(blocks, max(1, ceilDiv(perUnit * units, nPanels * splits)))
+                let t = GemmTiling(rows: rows, perItem: ceilDiv(blocks, groups))
+                if !out.contains(t) { out.append(t) }
+            }
         }
         return out
     }
@@ -529,7 +554,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                             shape s: ConvShape, relu: Bool) {
         flushPending()
-        if direct(s) {
+        if runsDirect(s) {
             let total = s.batch * s.outHeight * s.outWidth
             let (items, per) = runs(total)
             launch("conv_direct_forward", global: [items], local: [1],
@@ -551,7 +576,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
         flushPending()
         let pixels = s.batch * s.outHeight * s.outWidth
-        if direct(s) {
+        if runsDirect(s) {
             // Per-chunk partial dw and db in one pass over dy, then the chunks added in order.
             let (chunks, per) = runs(pixels)
             let len = s.patchSize * s.outChannels
@@ -593,7 +618,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     /// Whether a convolution runs as direct kernels (conv_direct.cl): CPU devices, within the kernels'
     /// limits (patch <= 32 values, <= 256 output channels, patch x channels <= 2048).
-    func direct(_ s: ConvShape) -> Bool {
+    public func runsDirect(_ s: ConvShape) -> Bool {
         options.directConvolution && cpuLike && s.patchSize <= 32 && s.outChannels <= 256
             && s.patchSize * s.outChannels <= 2048
     }
@@ -632,6 +657,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         // is applied in that pass (maxpool.cl, reluMask), which gives the same values.
         if let p = pendingPool, p.x === y, p.dx === dy, count == p.shape.inputCount {
             pendingPool = nil
+            joinedPoolRelu += 1
             launchPoolBackward(p, reluMask: true)
             return
         }
