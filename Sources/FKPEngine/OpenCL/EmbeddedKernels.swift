@@ -661,20 +661,26 @@ __kernel void sum_slices(__global const float* restrict src, const int srcOffset
     }
 }
 
-// partial[z*cols + c] = sum of src[r*cols + c] for r in chunk z (rowsPerChunk rows).
-// global = (cols rounded up, chunks).
+// partial[z*cols + c] = sum of src[r*cols + c] for r in chunk z (rowsPerChunk rows), in row order.
+// Work-item (g, z) handles columns [g*cPer, min(cols, (g+1)*cPer)): CPU devices one work-item per chunk
+// with every column (cPer = cols, work-groups of 1, the inner loop over contiguous columns vectorises),
+// GPUs one column each (cPer = 1, groups of (16, 1)). global = (ceil(cols/cPer) rounded up, chunks).
 __kernel void column_sums_partial(__global const float* restrict src, const int rows,
-                                  const int cols, const int rowsPerChunk,
+                                  const int cols, const int rowsPerChunk, const int cPer,
                                   __global float* restrict partial)
 {
-    const int c = get_global_id(0);
+    const int c0 = get_global_id(0) * cPer;
+    const int c1 = min(cols, c0 + cPer);
     const int z = get_global_id(1);
-    if (c >= cols) return;
+    if (c0 >= c1) return;
     const int r0 = z * rowsPerChunk;
     const int r1 = min(rows, r0 + rowsPerChunk);
-    float s = 0.0f;
-    for (int r = r0; r < r1; ++r) s += src[(size_t)r * cols + c];
-    partial[(size_t)z * cols + c] = s;
+    __global float* d = partial + (size_t)z * cols;
+    for (int c = c0; c < c1; ++c) d[c] = 0.0f;
+    for (int r = r0; r < r1; ++r) {
+        const __global float* s = src + (size_t)r * cols;
+        for (int c = c0; c < c1; ++c) d[c] += s[c];
+    }
 }
 """#,
     ]

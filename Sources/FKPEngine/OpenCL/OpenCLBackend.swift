@@ -503,8 +503,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         let chunks = max(1, min(64, rows / 64))
         let per = Self.ceilDiv(max(rows, 1), chunks)
         let part = scratch(\.partial, chunks * cols)
-        launch("column_sums_partial", global: [Self.up(cols, 16), chunks], local: [16, 1],
-               [.mem(src), .int(rows), .int(cols), .int(per), .mem(part)])
+        let (global0, local0, cPer) = cpuLike ? (1, 1, max(cols, 1)) : (Self.up(cols, 16), 16, 1)
+        launch("column_sums_partial", global: [global0, chunks], local: [local0, 1],
+               [.mem(src), .int(rows), .int(cols), .int(per), .int(cPer), .mem(part)])
         launchRuns("sum_slices", count: cols,
                    [.mem(part), .int(0), .int(chunks), .int(cols), .int(cols), .mem(part), .int(0), .mem(out)])
     }
