@@ -175,6 +175,22 @@ __kernel void dropout_apply(__global const float* restrict src, __global float* 
         }                                                                            \
     } while (0)
 
+// What both kernels set up: this work-item's B panel (jp), split (z), k range, run of row blocks
+// [blockBegin, blockEnd) of ROWS rows each, bias vector and slice of C.
+#define PROLOGUE(ROWS)                                                               \
+    const int jp = get_global_id(0);                                                 \
+    const int z = get_global_id(2);                                                  \
+    const int blockBegin = get_global_id(1) * panelsPerItem;                         \
+    const int blockEnd = min((M + (ROWS) - 1) / (ROWS), blockBegin + panelsPerItem); \
+    const int k0 = z * kChunk;                                                       \
+    const int k1 = min(K, k0 + kChunk);                                              \
+    const __global float* b = B + (size_t)jp * K * NR;                               \
+    const int j0 = jp * NR;                                                          \
+    const bool full = j0 + NR <= N;                                                  \
+    float16 bvec = (float16)(0.0f);                                                  \
+    LOAD_BIAS();                                                                     \
+    __global float* Cz = C + (size_t)z * M * ldc
+
 #define STORE_ROW(r, cr) do {                                                        \
         const int i = i0 + (r);                                                      \
         if (i < M) {                                                                 \
@@ -198,22 +214,9 @@ void gemm_register(__global const float* restrict A, __global const float* restr
                    const int kChunk, const int ldc, __global const float* restrict bias,
                    const int flags, const int panelsPerItem)
 {
-    const int jp = get_global_id(0);
-    const int z = get_global_id(2);
-    const int mPanels = (M + MR - 1) / MR;
-    const int ipBegin = get_global_id(1) * panelsPerItem;
-    const int ipEnd = min(mPanels, ipBegin + panelsPerItem);
-    const int k0 = z * kChunk;
-    const int k1 = min(K, k0 + kChunk);
-    const __global float* b = B + (size_t)jp * K * NR;
-    const int j0 = jp * NR;
-    const bool full = j0 + NR <= N;
-    float16 bvec = (float16)(0.0f);
-    LOAD_BIAS();
-    __global float* Cz = C + (size_t)z * M * ldc;
-
+    PROLOGUE(MR);
     // The B panel (16 columns x this split's k range) stays in cache while the A panels stream past.
-    for (int ip = ipBegin; ip < ipEnd; ++ip) {
+    for (int ip = blockBegin; ip < blockEnd; ++ip) {
         const __global float* a = A + (size_t)ip * K * MR;
         float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
         for (int p = k0; p < k1; ++p) {
@@ -236,21 +239,8 @@ void gemm_register_4(__global const float* restrict A, __global const float* res
                      const int kChunk, const int ldc, __global const float* restrict bias,
                      const int flags, const int panelsPerItem)
 {
-    const int jp = get_global_id(0);
-    const int z = get_global_id(2);
-    const int mHalves = (M + 3) / 4;
-    const int hBegin = get_global_id(1) * panelsPerItem;
-    const int hEnd = min(mHalves, hBegin + panelsPerItem);
-    const int k0 = z * kChunk;
-    const int k1 = min(K, k0 + kChunk);
-    const __global float* b = B + (size_t)jp * K * NR;
-    const int j0 = jp * NR;
-    const bool full = j0 + NR <= N;
-    float16 bvec = (float16)(0.0f);
-    LOAD_BIAS();
-    __global float* Cz = C + (size_t)z * M * ldc;
-
-    for (int h = hBegin; h < hEnd; ++h) {
+    PROLOGUE(4);
+    for (int h = blockBegin; h < blockEnd; ++h) {
         // Rows 4*(h&1) .. +3 of panel h/2: four of each eight words per step of k.
         const __global float* a = A + (size_t)(h >> 1) * K * MR + (h & 1) * 4;
         float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0;
