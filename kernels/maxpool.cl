@@ -5,18 +5,23 @@
 // over contiguous channels and vectorises (PoCL pays about a microsecond per work-group). GPUs:
 // cPer = per = 1, work-groups of (16, 1). global = (ceil(C/cPer) rounded up, ceil(total/per)).
 
+// This work-item's channels [c0, c1) and windows [w0, w1) (returns when empty), the first window's
+// (n, oy, ox), and the distance between input rows.
+#define RANGE()                                                                      \
+    const int c0 = get_global_id(0) * cPer;                                          \
+    const int c1 = min(C, c0 + cPer);                                                \
+    const int w0 = get_global_id(1) * per;                                           \
+    const int w1 = min(total, w0 + per);                                             \
+    if (c0 >= c1 || w0 >= w1) return;                                                \
+    int row = w0 / Wo, ox = w0 - row * Wo;                                           \
+    int n = row / Ho, oy = row - n * Ho;                                             \
+    const size_t down = (size_t)W * C
+
 __kernel void maxpool_forward(__global const float* restrict x, __global float* restrict y,
                               const int H, const int W, const int C, const int Ho, const int Wo,
                               const int total, const int per, const int cPer)
 {
-    const int c0 = get_global_id(0) * cPer;
-    const int c1 = min(C, c0 + cPer);
-    const int w0 = get_global_id(1) * per;
-    const int w1 = min(total, w0 + per);
-    if (c0 >= c1 || w0 >= w1) return;
-    int row = w0 / Wo, ox = w0 - row * Wo;
-    int n = row / Ho, oy = row - n * Ho;
-    const size_t down = (size_t)W * C;
+    RANGE();
     for (int w = w0; w < w1; ++w) {
         const __global float* a = x + ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C;
         const __global float* b = a + down;
@@ -36,14 +41,7 @@ __kernel void maxpool_backward(__global const float* restrict x, __global const 
                                const int Ho, const int Wo, const int total, const int per,
                                const int cPer, const int reluMask)
 {
-    const int c0 = get_global_id(0) * cPer;
-    const int c1 = min(C, c0 + cPer);
-    const int w0 = get_global_id(1) * per;
-    const int w1 = min(total, w0 + per);
-    if (c0 >= c1 || w0 >= w1) return;
-    int row = w0 / Wo, ox = w0 - row * Wo;
-    int n = row / Ho, oy = row - n * Ho;
-    const size_t down = (size_t)W * C;
+    RANGE();
     for (int w = w0; w < w1; ++w) {
         const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C;
         const __global float* a = x + base;
