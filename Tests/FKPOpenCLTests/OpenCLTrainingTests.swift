@@ -50,4 +50,20 @@ final class OpenCLTrainingTests: XCTestCase {
     func testNet2StepsMatchCPU() throws {
         try compare(.net2(), batch: 16, steps: 4, mustImprove: false)
     }
+
+    /// Same seed, same losses and parameters bit for bit on one device, whatever GEMM tiling the tuner
+    /// picks (measured on one backend, the first candidate unmeasured on the other).
+    func testNet2SameSeedSameBitsWhateverTheTiling() throws {
+        try CL.requirePlatform()
+        let tuned = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false))
+        let fixed = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false, tuneGemm: false))
+        let a = losses(tuned, .net2(), batch: 16, steps: 2, seed: 9)
+        let b = losses(fixed, .net2(), batch: 16, steps: 2, seed: 9)
+        XCTAssertTrue(tuned.gemmChoices.contains { $0.origin == .measured }, "\(tuned.gemmChoices)")
+        XCTAssertTrue(fixed.gemmChoices.allSatisfy { $0.origin == .fixed })
+        XCTAssertEqual(a.losses.map(\.bitPattern), b.losses.map(\.bitPattern))
+        XCTAssertTrue(a.parameters.elementsEqual(b.parameters) { $0.bitPattern == $1.bitPattern }, "parameters differ")
+        XCTAssertNil(tuned.failure)
+        XCTAssertNil(fixed.failure)
+    }
 }

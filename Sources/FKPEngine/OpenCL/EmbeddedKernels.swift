@@ -6,13 +6,110 @@ public enum OpenCLKernels {
         "activation.cl": #"""
 // ReLU backward (the forward bias + ReLU is fused into the GEMM epilogue: gemm_*.cl, flags).
 
-// dy[i] = 0 where y[i] <= 0 (y is the ReLU output). global = (count rounded up).
+// dy[i] = 0 where y[i] <= 0 (y is the ReLU output). Work-item g covers [g*per, (g+1)*per): on CPU
+// devices a few long runs (PoCL pays about a microsecond per work-group, and a plain loop vectorises),
+// on GPUs per = 1. global = (ceil(count/per) rounded up to the work-group size).
 __kernel void relu_backward(__global const float* restrict y, __global float* restrict dy,
-                            const int count)
+                            const int count, const int per)
 {
-    const int i = get_global_id(0);
-    if (i >= count) return;
-    if (y[i] <= 0.0f) dy[i] = 0.0f;
+    const int i0 = get_global_id(0) * per;
+    const int i1 = min(count, i0 + per);
+    // An unconditional store (of dy itself where y > 0) keeps the loop vectorisable.
+    for (int i = i0; i < i1; ++i) dy[i] = y[i] <= 0.0f ? 0.0f : dy[i];
+}
+"""#,
+        "conv_direct.cl": #"""
+// Direct convolution for layers with a small patch on CPU devices (net2's conv1: 1 channel, 3x3),
+// where im2col + GEMM would copy each input value k*k times and run a GEMM with k = 9 that is bound by
+// memory, not arithmetic. NHWC images, weights [k][k][Cin][Cout]. Limits (checked by the host):
+// P = k*k*Cin <= MAXP, Cout <= MAXC, P*Cout <= MAXACC.
+//
+// Work-item z handles the output pixels [z*per, min(total, (z+1)*per)) of the B*Ho*Wo grid, all
+// channels; the innermost loops run over contiguous output channels, so they vectorise.
+// Work-groups of one work-item; global = ceil(total/per).
+
+#define MAXP 32
+#define MAXC 256
+#define MAXACC 2048
+
+// y = sum over the patch (in patch order, from zero, by fma) + b, then ReLU when relu != 0: the same
+// operations in the same order as the GEMM kernels with their epilogue, so the same bits.
+__kernel void conv_direct_forward(__global const float* restrict x, __global const float* restrict w,
+                                  __global const float* restrict b, __global float* restrict y,
+                                  const int H, const int W, const int Cin, const int k, const int Ho,
+                                  const int Wo, const int Cout, const int total, const int per,
+                                  const int relu)
+{
+    const int q0 = get_global_id(0) * per;
+    const int q1 = min(total, q0 + per);
+    if (q0 >= q1) return;
+    const int P = k * k * Cin, run = k * Cin;
+    float xs[MAXP], acc[MAXC];
+    int row = q0 / Wo, ox = q0 - row * Wo;
+    int n = row / Ho, oy = row - n * Ho;
+    for (int q = q0; q < q1; ++q) {
+        int p = 0;
+        for (int ky = 0; ky < k; ++ky) {
+            const __global float* s = x + ((size_t)(n * H + oy + ky) * W + ox) * Cin;
+            for (int t = 0; t < run; ++t, ++p) xs[p] = s[t];
+        }
+        for (int co = 0; co < Cout; ++co) acc[co] = 0.0f;
+        for (p = 0; p < P; ++p) {
+            const float v = xs[p];
+            const __global float* wp = w + (size_t)p * Cout;
+            for (int co = 0; co < Cout; ++co) acc[co] = fma(v, wp[co], acc[co]);
+        }
+        __global float* o = y + (size_t)q * Cout;
+        if (relu) {
+            for (int co = 0; co < Cout; ++co) o[co] = fmax(acc[co] + b[co], 0.0f);
+        } else {
+            for (int co = 0; co < Cout; ++co) o[co] = acc[co] + b[co];
+        }
+        if (++ox == Wo) { ox = 0; if (++oy == Ho) { oy = 0; ++n; } }
+    }
+}
+
+// Weight and bias gradients of chunk z: partial[z*P*Cout + p*Cout + co] = sum over the chunk's pixels
+// (in order) of patch[p] * dy[co], and partial[chunks*P*Cout + z*Cout + co] = sum of dy[co];
+// sum_slices (reduce.cl) then adds the chunks in order. dy is read once for both.
+__kernel void conv_direct_backward_weights(__global const float* restrict x,
+                                           __global const float* restrict dy,
+                                           __global float* restrict partial, const int H, const int W,
+                                           const int Cin, const int k, const int Ho, const int Wo,
+                                           const int Cout, const int total, const int per,
+                                           const int chunks)
+{
+    const int z = get_global_id(0);
+    if (z >= chunks) return;
+    const int q0 = z * per;
+    const int q1 = min(total, q0 + per);
+    const int P = k * k * Cin, run = k * Cin;
+    float xs[MAXP], acc[MAXACC], bsum[MAXC];
+    for (int e = 0; e < P * Cout; ++e) acc[e] = 0.0f;
+    for (int co = 0; co < Cout; ++co) bsum[co] = 0.0f;
+    if (q0 < q1) {
+        int row = q0 / Wo, ox = q0 - row * Wo;
+        int n = row / Ho, oy = row - n * Ho;
+        for (int q = q0; q < q1; ++q) {
+            const __global float* g = dy + (size_t)q * Cout;
+            for (int co = 0; co < Cout; ++co) bsum[co] += g[co];
+            int p = 0;
+            for (int ky = 0; ky < k; ++ky) {
+                const __global float* s = x + ((size_t)(n * H + oy + ky) * W + ox) * Cin;
+                for (int t = 0; t < run; ++t, ++p) xs[p] = s[t];
+            }
+            for (p = 0; p < P; ++p) {
+                const float v = xs[p];
+                float* a = acc + p * Cout;
+                for (int co = 0; co < Cout; ++co) a[co] = fma(v, g[co], a[co]);
+            }
+            if (++ox == Wo) { ox = 0; if (++oy == Ho) { oy = 0; ++n; } }
+        }
+    }
+    __global float* d = partial + (size_t)z * P * Cout;
+    for (int e = 0; e < P * Cout; ++e) d[e] = acc[e];
+    __global float* bd = partial + ((size_t)chunks * P + z) * Cout;
+    for (int co = 0; co < Cout; ++co) bd[co] = bsum[co];
 }
 """#,
         "dropout.cl": #"""
@@ -23,18 +120,22 @@ __kernel void relu_backward(__global const float* restrict y, __global float* re
 // in single precision exactly as the CPU engine does, so both backends agree bit for bit.
 #pragma OPENCL FP_CONTRACT OFF
 
-// dst[i] = keep(i) ? src[i] * scale : 0. global = (count rounded up).
+// dst[i] = keep(i) ? src[i] * scale : 0. Work-item g covers [g*per, (g+1)*per) (see activation.cl).
+// global = (ceil(count/per) rounded up).
 __kernel void dropout_apply(__global const float* restrict src, __global float* restrict dst,
-                            const int count, const float rate, const float scale, const ulong seed)
+                            const int count, const float rate, const float scale, const ulong seed,
+                            const int per)
 {
-    const int i = get_global_id(0);
-    if (i >= count) return;
-    ulong z = seed + (ulong)i * 0x9E3779B97F4A7C15UL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-    z ^= z >> 31;
-    const float u = (float)(uint)(z >> 40) * (1.0f / 16777216.0f);
-    dst[i] = u >= rate ? src[i] * scale : 0.0f;
+    const int i0 = get_global_id(0) * per;
+    const int i1 = min(count, i0 + per);
+    for (int i = i0; i < i1; ++i) {
+        ulong z = seed + (ulong)i * 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        const float u = (float)(uint)(z >> 40) * (1.0f / 16777216.0f);
+        dst[i] = u >= rate ? src[i] * scale : 0.0f;
+    }
 }
 """#,
         "gemm_register.cl": #"""
@@ -51,11 +152,44 @@ __kernel void dropout_apply(__global const float* restrict src, __global float* 
 // [z*kChunk, min(K, (z+1)*kChunk)) and writes its partial product to C + z*M*ldc (summed in a fixed
 // order by sum_slices in reduce.cl); long k ranges are split so that the panels stay in cache.
 // flags: bit 0 adds bias[j], bit 1 applies ReLU (only used with one split).
+//
+// gemm_register_4 is the same with a 4x16 block (half of an A panel, four float16 accumulators): on
+// AVX2 the 8x16 block's accumulators alone fill the 16 vector registers. Which one runs, and with how
+// many panels per work-item, is measured per shape by the host (GemmTuner). Both compute every
+// element of C by the same chain of fma over k, so they give the same bits.
 
 #define MR 8
 #define NR 16
 
 #define FMA_ROW(c, s) c = fma((float16)(av.s), bv, c)
+
+#define LOAD_BIAS() do {                                                             \
+        if (flags & 1) {                                                             \
+            if (full) {                                                              \
+                bvec = vload16(0, bias + j0);                                        \
+            } else {                                                                 \
+                float t[16];                                                         \
+                for (int j = 0; j < 16; ++j) t[j] = (j0 + j < N) ? bias[j0 + j] : 0.0f; \
+                bvec = vload16(0, t);                                                \
+            }                                                                        \
+        }                                                                            \
+    } while (0)
+
+// What both kernels set up: this work-item's B panel (jp), split (z), k range, run of row blocks
+// [blockBegin, blockEnd) of ROWS rows each, bias vector and slice of C.
+#define PROLOGUE(ROWS)                                                               \
+    const int jp = get_global_id(0);                                                 \
+    const int z = get_global_id(2);                                                  \
+    const int blockBegin = get_global_id(1) * panelsPerItem;                         \
+    const int blockEnd = min((M + (ROWS) - 1) / (ROWS), blockBegin + panelsPerItem); \
+    const int k0 = z * kChunk;                                                       \
+    const int k1 = min(K, k0 + kChunk);                                              \
+    const __global float* b = B + (size_t)jp * K * NR;                               \
+    const int j0 = jp * NR;                                                          \
+    const bool full = j0 + NR <= N;                                                  \
+    float16 bvec = (float16)(0.0f);                                                  \
+    LOAD_BIAS();                                                                     \
+    __global float* Cz = C + (size_t)z * M * ldc
 
 #define STORE_ROW(r, cr) do {                                                        \
         const int i = i0 + (r);                                                      \
@@ -80,30 +214,9 @@ void gemm_register(__global const float* restrict A, __global const float* restr
                    const int kChunk, const int ldc, __global const float* restrict bias,
                    const int flags, const int panelsPerItem)
 {
-    const int jp = get_global_id(0);
-    const int z = get_global_id(2);
-    const int mPanels = (M + MR - 1) / MR;
-    const int ipBegin = get_global_id(1) * panelsPerItem;
-    const int ipEnd = min(mPanels, ipBegin + panelsPerItem);
-    const int k0 = z * kChunk;
-    const int k1 = min(K, k0 + kChunk);
-    const __global float* b = B + (size_t)jp * K * NR;
-    const int j0 = jp * NR;
-    const bool full = j0 + NR <= N;
-    float16 bvec = (float16)(0.0f);
-    if (flags & 1) {
-        if (full) {
-            bvec = vload16(0, bias + j0);
-        } else {
-            float t[16];
-            for (int j = 0; j < 16; ++j) t[j] = (j0 + j < N) ? bias[j0 + j] : 0.0f;
-            bvec = vload16(0, t);
-        }
-    }
-    __global float* Cz = C + (size_t)z * M * ldc;
-
+    PROLOGUE(MR);
     // The B panel (16 columns x this split's k range) stays in cache while the A panels stream past.
-    for (int ip = ipBegin; ip < ipEnd; ++ip) {
+    for (int ip = blockBegin; ip < blockEnd; ++ip) {
         const __global float* a = A + (size_t)ip * K * MR;
         float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
         for (int p = k0; p < k1; ++p) {
@@ -115,6 +228,29 @@ void gemm_register(__global const float* restrict A, __global const float* restr
         const int i0 = ip * MR;
         STORE_ROW(0, c0); STORE_ROW(1, c1); STORE_ROW(2, c2); STORE_ROW(3, c3);
         STORE_ROW(4, c4); STORE_ROW(5, c5); STORE_ROW(6, c6); STORE_ROW(7, c7);
+    }
+}
+
+// 4x16 blocks: work-item (jp, g, z) takes B panel jp and the half panels (4 rows of A's 8-row panels)
+// [g*panelsPerItem, ...). global = (Npad/16, ceil(Mpad/4 / panelsPerItem), splits).
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void gemm_register_4(__global const float* restrict A, __global const float* restrict B,
+                     __global float* restrict C, const int M, const int N, const int K,
+                     const int kChunk, const int ldc, __global const float* restrict bias,
+                     const int flags, const int panelsPerItem)
+{
+    PROLOGUE(4);
+    for (int h = blockBegin; h < blockEnd; ++h) {
+        // Rows 4*(h&1) .. +3 of panel h/2: four of each eight words per step of k.
+        const __global float* a = A + (size_t)(h >> 1) * K * MR + (h & 1) * 4;
+        float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0;
+        for (int p = k0; p < k1; ++p) {
+            const float16 bv = vload16(p, b);
+            const float4 av = vload4(0, a + (size_t)p * MR);
+            FMA_ROW(c0, s0); FMA_ROW(c1, s1); FMA_ROW(c2, s2); FMA_ROW(c3, s3);
+        }
+        const int i0 = h * 4;
+        STORE_ROW(0, c0); STORE_ROW(1, c1); STORE_ROW(2, c2); STORE_ROW(3, c3);
     }
 }
 """#,
@@ -192,54 +328,79 @@ void gemm_tiled(__global const float* restrict A, __global const float* restrict
 """#,
         "maxpool.cl": #"""
 // 2x2 max-pool, stride 2, NHWC; an odd last row/column is dropped (Lasagne's ignore_border).
-// Both kernels run over the pooled grid as (channel, ox, n*Ho + oy): no divisions, and neighbouring
-// work-items touch neighbouring channels. global = (C rounded up to 16, Wo, B*Ho), local = (16, 1, 1).
+// Work-item (g, z) handles channels [g*cPer, min(C, (g+1)*cPer)) of the pooled windows
+// [z*per, min(total, (z+1)*per)) of the B*Ho*Wo grid, walking (n, oy, ox) incrementally. CPU devices
+// (PoCL): work-groups of one work-item, cPer = C and a long run of windows, so the innermost loop runs
+// over contiguous channels and vectorises (PoCL pays about a microsecond per work-group). GPUs:
+// cPer = per = 1, work-groups of (16, 1). global = (ceil(C/cPer) rounded up, ceil(total/per)).
+
+// This work-item's channels [c0, c1) and windows [w0, w1) (returns when empty), the first window's
+// (n, oy, ox), and the distance between input rows.
+#define RANGE()                                                                      \
+    const int c0 = get_global_id(0) * cPer;                                          \
+    const int c1 = min(C, c0 + cPer);                                                \
+    const int w0 = get_global_id(1) * per;                                           \
+    const int w1 = min(total, w0 + per);                                             \
+    if (c0 >= c1 || w0 >= w1) return;                                                \
+    int row = w0 / Wo, ox = w0 - row * Wo;                                           \
+    int n = row / Ho, oy = row - n * Ho;                                             \
+    const size_t down = (size_t)W * C
 
 __kernel void maxpool_forward(__global const float* restrict x, __global float* restrict y,
-                              const int H, const int W, const int C, const int Ho, const int Wo)
+                              const int H, const int W, const int C, const int Ho, const int Wo,
+                              const int total, const int per, const int cPer)
 {
-    const int c = get_global_id(0);
-    if (c >= C) return;
-    const int ox = get_global_id(1);
-    const int row = get_global_id(2);  // n*Ho + oy
-    const int n = row / Ho, oy = row - n * Ho;
-    const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
-    const size_t down = (size_t)W * C;
-    y[((size_t)row * Wo + ox) * C + c] = fmax(fmax(x[base], x[base + C]), fmax(x[base + down], x[base + down + C]));
+    RANGE();
+    for (int w = w0; w < w1; ++w) {
+        const __global float* a = x + ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C;
+        const __global float* b = a + down;
+        __global float* o = y + (size_t)w * C;
+        for (int c = c0; c < c1; ++c) o[c] = fmax(fmax(a[c], a[c + C]), fmax(b[c], b[c + C]));
+        if (++ox == Wo) { ox = 0; if (++oy == Ho) { oy = 0; ++n; } }
+    }
 }
 
 // dy goes to the window's first maximum in the order (0,0) (0,1) (1,0) (1,1); the other three get
 // zero, and so does a dropped last row/column (written by the last window's work-item), so every dx
-// element is written and nothing has to be cleared first.
+// element is written and nothing has to be cleared first. With reluMask set, the routed value is also
+// zeroed where that maximum is <= 0: exactly reluBackward(y: x, dy: dx) run afterwards (x is then the
+// ReLU output of the layer below), done in the same pass.
 __kernel void maxpool_backward(__global const float* restrict x, __global const float* restrict dy,
                                __global float* restrict dx, const int H, const int W, const int C,
-                               const int Ho, const int Wo)
+                               const int Ho, const int Wo, const int total, const int per,
+                               const int cPer, const int reluMask)
 {
-    const int c = get_global_id(0);
-    if (c >= C) return;
-    const int ox = get_global_id(1);
-    const int row = get_global_id(2);
-    const int n = row / Ho, oy = row - n * Ho;
-    const size_t down = (size_t)W * C;
-    const size_t p0 = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C + c;
-    const size_t p1 = p0 + C, p2 = p0 + down, p3 = p2 + C;
-    const float g = dy[((size_t)row * Wo + ox) * C + c];
-    const float v0 = x[p0], v1 = x[p1], v2 = x[p2], v3 = x[p3];
-    int best = 0;
-    float m = v0;
-    if (v1 > m) { best = 1; m = v1; }
-    if (v2 > m) { best = 2; m = v2; }
-    if (v3 > m) { best = 3; }
-    dx[p0] = best == 0 ? g : 0.0f;
-    dx[p1] = best == 1 ? g : 0.0f;
-    dx[p2] = best == 2 ? g : 0.0f;
-    dx[p3] = best == 3 ? g : 0.0f;
-    const bool lastColumn = ox == Wo - 1 && (W & 1);
-    const bool lastRow = oy == Ho - 1 && (H & 1);
-    if (lastColumn) { dx[p1 + C] = 0.0f; dx[p3 + C] = 0.0f; }
-    if (lastRow) {
-        dx[p2 + down] = 0.0f; dx[p3 + down] = 0.0f;
-        if (lastColumn) dx[p3 + down + C] = 0.0f;
+    RANGE();
+    for (int w = w0; w < w1; ++w) {
+        const size_t base = ((size_t)(n * H + 2 * oy) * W + 2 * ox) * C;
+        const __global float* a = x + base;
+        const __global float* b = a + down;
+        __global float* da = dx + base;
+        __global float* db = da + down;
+        const __global float* g0 = dy + (size_t)w * C;
+        for (int c = c0; c < c1; ++c) {
+            const float v0 = a[c], v1 = a[c + C], v2 = b[c], v3 = b[c + C];
+            int best = 0;
+            float m = v0;
+            if (v1 > m) { best = 1; m = v1; }
+            if (v2 > m) { best = 2; m = v2; }
+            if (v3 > m) { best = 3; m = v3; }
+            const float g = reluMask && m <= 0.0f ? 0.0f : g0[c];
+            da[c] = best == 0 ? g : 0.0f;
+            da[c + C] = best == 1 ? g : 0.0f;
+            db[c] = best == 2 ? g : 0.0f;
+            db[c + C] = best == 3 ? g : 0.0f;
+        }
+        const bool lastColumn = ox == Wo - 1 && (W & 1);
+        const bool lastRow = oy == Ho - 1 && (H & 1);
+        for (int c = c0; c < c1; ++c) {
+            if (lastColumn) { da[c + 2 * C] = 0.0f; db[c + 2 * C] = 0.0f; }
+            if (lastRow) {
+                db[c + down] = 0.0f; db[c + C + down] = 0.0f;
+                if (lastColumn) db[c + 2 * C + down] = 0.0f;
+            }
+        }
+        if (++ox == Wo) { ox = 0; if (++oy == Ho) { oy = 0; ++n; } }
     }
 }
 """#,
@@ -278,17 +439,19 @@ void mse_loss(__global const float* restrict prediction, __global const float* r
 // step = lr*g; v = m*v - step; p += m*v - step. Contraction into fma is off so both backends round alike.
 #pragma OPENCL FP_CONTRACT OFF
 
-// global = (count rounded up).
+// Work-item g covers [g*per, (g+1)*per) (see activation.cl). global = (ceil(count/per) rounded up).
 __kernel void nesterov_update(__global float* restrict parameter, __global const float* restrict gradient,
                               __global float* restrict velocity, const int count,
-                              const float learningRate, const float momentum)
+                              const float learningRate, const float momentum, const int per)
 {
-    const int i = get_global_id(0);
-    if (i >= count) return;
-    const float step = learningRate * gradient[i];
-    const float v = momentum * velocity[i] - step;
-    velocity[i] = v;
-    parameter[i] += momentum * v - step;
+    const int i0 = get_global_id(0) * per;
+    const int i1 = min(count, i0 + per);
+    for (int i = i0; i < i1; ++i) {
+        const float step = learningRate * gradient[i];
+        const float v = momentum * velocity[i] - step;
+        velocity[i] = v;
+        parameter[i] += momentum * v - step;
+    }
 }
 """#,
         "pack.cl": #"""
@@ -466,35 +629,46 @@ __kernel void pack_b_conv_dx(__global const float* restrict w, const int Cin, co
 // Deterministic reductions (PoCL has no float atomics): partial sums are written per chunk and then
 // added in chunk order, so results never depend on scheduling.
 
-// dst[e] = sum over z of src[z*len + e], z = 0, 1, ... in order, then (flags bit 0) + bias[e % cols]
-// and (flags bit 1) ReLU: the epilogue of a GEMM split along k. global = (len rounded up).
-__kernel void sum_slices(__global const float* restrict src, const int slices, const int len,
-                         const int cols, __global const float* restrict bias, const int flags,
-                         __global float* restrict dst)
+// dst[e] = sum over z of src[srcOffset + z*len + e], z = 0, 1, ... in order, then (flags bit 0)
+// + bias[e % cols] and (flags bit 1) ReLU: the epilogue of a GEMM split along k, and the sum of
+// per-chunk partial gradients. Work-item g covers [g*per, (g+1)*per) (see activation.cl).
+// global = (ceil(len/per) rounded up).
+__kernel void sum_slices(__global const float* restrict src, const int srcOffset, const int slices,
+                         const int len, const int cols, __global const float* restrict bias,
+                         const int flags, __global float* restrict dst, const int per)
 {
-    const int e = get_global_id(0);
-    if (e >= len) return;
-    float s = 0.0f;
-    for (int z = 0; z < slices; ++z) s += src[(size_t)z * len + e];
-    if (flags & 1) s += bias[e % cols];
-    if (flags & 2) s = fmax(s, 0.0f);
-    dst[e] = s;
+    const int e0 = get_global_id(0) * per;
+    const int e1 = min(len, e0 + per);
+    const __global float* s0 = src + srcOffset;
+    for (int e = e0; e < e1; ++e) {
+        float s = 0.0f;
+        for (int z = 0; z < slices; ++z) s += s0[(size_t)z * len + e];
+        if (flags & 1) s += bias[e % cols];
+        if (flags & 2) s = fmax(s, 0.0f);
+        dst[e] = s;
+    }
 }
 
-// partial[z*cols + c] = sum of src[r*cols + c] for r in chunk z (rowsPerChunk rows).
-// global = (cols rounded up, chunks).
+// partial[z*cols + c] = sum of src[r*cols + c] for r in chunk z (rowsPerChunk rows), in row order.
+// Work-item (g, z) handles columns [g*cPer, min(cols, (g+1)*cPer)): CPU devices one work-item per chunk
+// with every column (cPer = cols, work-groups of 1, the inner loop over contiguous columns vectorises),
+// GPUs one column each (cPer = 1, groups of (16, 1)). global = (ceil(cols/cPer) rounded up, chunks).
 __kernel void column_sums_partial(__global const float* restrict src, const int rows,
-                                  const int cols, const int rowsPerChunk,
+                                  const int cols, const int rowsPerChunk, const int cPer,
                                   __global float* restrict partial)
 {
-    const int c = get_global_id(0);
+    const int c0 = get_global_id(0) * cPer;
+    const int c1 = min(cols, c0 + cPer);
     const int z = get_global_id(1);
-    if (c >= cols) return;
+    if (c0 >= c1) return;
     const int r0 = z * rowsPerChunk;
     const int r1 = min(rows, r0 + rowsPerChunk);
-    float s = 0.0f;
-    for (int r = r0; r < r1; ++r) s += src[(size_t)r * cols + c];
-    partial[(size_t)z * cols + c] = s;
+    __global float* d = partial + (size_t)z * cols;
+    for (int c = c0; c < c1; ++c) d[c] = 0.0f;
+    for (int r = r0; r < r1; ++r) {
+        const __global float* s = src + (size_t)r * cols;
+        for (int c = c0; c < c1; ++c) d[c] += s[c];
+    }
 }
 """#,
     ]

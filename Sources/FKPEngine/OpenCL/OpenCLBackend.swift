@@ -20,11 +20,19 @@ public struct OpenCLBackendOptions: Sendable {
     /// A folder of .cl files to build instead of the embedded kernels; nil: FKP_KERNELS_DIR when set.
     public var kernelsDirectory: String?
     public var buildOptions: String
+    /// Convolutions with a patch of at most 32 values (net2's conv1) run as direct kernels
+    /// (conv_direct.cl) instead of im2col + GEMM; false forces the GEMM path (the tests compare both).
+    public var directConvolution: Bool
+    /// Measure the GEMM tilings per shape at first use (and cache the choice); false: the first
+    /// candidate, unmeasured (every candidate gives the same bits, so this changes speed only).
+    public var tuneGemm: Bool
 
     public init(gemm: OpenCLGemmVariant? = nil, cacheDirectory: String? = nil, useCache: Bool = true,
-                kernelsDirectory: String? = nil, buildOptions: String = "-cl-std=CL1.2") {
+                kernelsDirectory: String? = nil, buildOptions: String = "-cl-std=CL1.2",
+                directConvolution: Bool = true, tuneGemm: Bool = true) {
         (self.gemm, self.cacheDirectory, self.useCache) = (gemm, cacheDirectory, useCache)
         (self.kernelsDirectory, self.buildOptions) = (kernelsDirectory, buildOptions)
+        (self.directConvolution, self.tuneGemm) = (directConvolution, tuneGemm)
     }
 }
 
@@ -53,6 +61,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     /// The first error met while queueing work, if any.
     public private(set) var failure: OpenCLError?
     public var name: String { "opencl \(deviceInfo.name)" }
+    /// The GEMM tiling chosen for each shape met so far, and whether it was measured now or read from
+    /// the tuning cache.
+    public var gemmChoices: [GemmChoice] { tuner.choices }
+    let options: OpenCLBackendOptions
+    /// CPU devices (PoCL) get a few long work-items per launch; GPUs one element per work-item.
+    let cpuLike: Bool
+    let tuner: GemmTuner
+    /// Forces one GEMM tiling instead of the measured choice (the tests check that all give the same bits).
+    public var gemmTilingOverride: GemmTiling?
 
     let device: cl_device_id
     let context: cl_context
@@ -70,6 +87,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         "gemm_register", "gemm_tiled", "pack_a", "pack_b", "pack_b_t", "pack_a_im2col", "pack_a_im2col_t",
         "pack_a_conv_dx", "pack_b_conv_dx", "sum_slices", "column_sums_partial", "maxpool_forward",
         "maxpool_backward", "relu_backward", "dropout_apply", "mse_loss", "nesterov_update",
+        "conv_direct_forward", "conv_direct_backward_weights", "gemm_register_4",
     ]
 
     /// deviceIndex: an index of `OpenCLRuntime.devices()`; nil: the first usable GPU, else the first
@@ -149,9 +167,19 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         self.kernels = kernels
         self.programBuilds = builds
         self.cacheDirectory = cacheDir
+        self.options = options
+        self.cpuLike = info.type != "GPU"
+        // The tuning cache sits next to the compiled programs, keyed like them by the GEMM source and
+        // the device and driver, so a new kernel or driver measures afresh.
+        let gemmFile = variant == .registerBlocked ? "gemm_register.cl" : "gemm_tiled.cl"
+        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", options.buildOptions, info.platform, info.name,
+                                          info.version, info.driver, variant.rawValue])
+        self.tuner = GemmTuner(path: cache.path(file: "gemm-tuning", key: tuningKey, suffix: "txt"),
+                               measure: options.tuneGemm)
     }
 
     deinit {
+        flushPending()
         clFinish(queue)
         aPack = nil; bPack = nil; partial = nil; lossBuffer = nil
         for k in kernels.values { clReleaseKernel(k) }
@@ -162,12 +190,14 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     /// Throws the first error met while queueing work.
     public func check() throws {
+        flushPending()
         if let failure { throw failure }
     }
 
     // MARK: memory
 
     public func makeBuffer(count: Int) -> DeviceBuffer {
+        flushPending()
         let bytes = max(count, 1) * MemoryLayout<Float>.size
         var err: cl_int = 0
         let mem = clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), bytes, nil, &err)
@@ -184,6 +214,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func write(_ source: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer, offset: Int) {
         precondition(offset + source.count <= buffer.count, "write past the end of a buffer")
+        flushPending()
         guard failure == nil, source.count > 0 else { return }
         let s = clEnqueueWriteBuffer(queue, mem(buffer), cl_bool(CL_TRUE), offset * 4, source.count * 4,
                                      source.baseAddress, 0, nil, nil)
@@ -192,6 +223,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func read(_ buffer: DeviceBuffer, offset: Int, into destination: UnsafeMutableBufferPointer<Float>) {
         precondition(offset + destination.count <= buffer.count, "read past the end of a buffer")
+        flushPending()
         guard destination.count > 0 else { return }
         if failure == nil {
             let s = clEnqueueReadBuffer(queue, mem(buffer), cl_bool(CL_TRUE), offset * 4, destination.count * 4,
@@ -203,6 +235,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     }
 
     public func synchronize() {
+        flushPending()
         guard failure == nil else { return }
         let s = clFinish(queue)
         if s != CL_SUCCESS { record(OpenCLError(call: "clFinish", code: s)) }
@@ -276,6 +309,59 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         launch(name, global: [Self.up(count, 64)], local: [64], args)
     }
 
+    /// How `count` elements are split into runs of `per`, one run per work-item. PoCL pays about a
+    /// microsecond per work-group and vectorises a plain loop, so CPU devices get about 16 runs per
+    /// compute unit (at least 4096 elements each) in work-groups of 1; GPUs one element per work-item.
+    func runs(_ count: Int, spread: Int = 1) -> (items: Int, per: Int) {
+        guard cpuLike else { return (max(count, 1), 1) }
+        let want = max(1, 16 * max(1, deviceInfo.computeUnits) / max(1, spread))
+        let per = max(min(4096, max(count, 1)), Self.ceilDiv(max(count, 1), want))
+        return (Self.ceilDiv(max(count, 1), per), per)
+    }
+
+    /// An element-wise launch over runs: the kernel's last argument is the run length.
+    func launchRuns(_ name: String, count: Int, _ args: [Arg]) {
+        let (items, per) = runs(count)
+        let local = cpuLike ? 1 : 64
+        launch(name, global: [Self.up(items, local)], local: [local], args + [.int(per)])
+    }
+
+    /// A launch over (channel groups, runs of a pixel grid) for the pooling kernels (maxpool.cl): CPU
+    /// devices one work-item per run with every channel, GPUs one per (channel, window).
+    func channelRuns(channels: Int, total: Int) -> (global: [Int], local: [Int], per: Int, cPer: Int) {
+        let (items, per) = runs(total)
+        if cpuLike { return ([1, items], [1, 1], per, max(channels, 1)) }
+        return ([Self.up(channels, 16), items], [16, 1], per, 1)
+    }
+
+    // MARK: deferred op (one-op peephole)
+
+    /// A max-pool backward whose launch waits for the next op: when that op is reluBackward over the
+    /// pool's input and gradient (what a conv layer below a pool does next), both run as one pass.
+    struct PendingPool {
+        var x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape: PoolShape
+    }
+    private var pendingPool: PendingPool?
+    /// How many pool backward passes ran joined with their ReLU mask (the tests check it happens).
+    public private(set) var joinedPoolRelu = 0
+
+    /// Launches the deferred op, if any. Every public entry point calls this first, so queue order is
+    /// the order of the calls.
+    func flushPending() {
+        guard let p = pendingPool else { return }
+        pendingPool = nil
+        launchPoolBackward(p, reluMask: false)
+    }
+
+    private func launchPoolBackward(_ p: PendingPool, reluMask: Bool) {
+        let s = p.shape
+        let total = s.batch * s.outHeight * s.outWidth
+        let (global, local, per, cPer) = channelRuns(channels: s.channels, total: total)
+        launch("maxpool_backward", global: global, local: local,
+               [.mem(mem(p.x)), .mem(mem(p.dy)), .mem(mem(p.dx)), .int(s.height), .int(s.width), .int(s.channels),
+                .int(s.outHeight), .int(s.outWidth), .int(total), .int(per), .int(cPer), .int(reluMask ? 1 : 0)])
+    }
+
     // MARK: GEMM
 
     struct GemmPlan {
@@ -327,6 +413,49 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     func gemm(_ p: GemmPlan, c: cl_mem?, bias: cl_mem?, relu: Bool) {
         let flags = (bias != nil ? 1 : 0) | (relu ? 2 : 0)
         let units = max(1, deviceInfo.computeUnits)
+        let (splits, kChunk) = split(p)
+        let a = aPack?.mem, b = bPack?.mem
+        let target = splits == 1 ? c : scratch(\.partial, splits * p.m * p.n)
+        let kernelFlags = splits == 1 ? flags : 0
+        var args: [Arg] = [.mem(a), .mem(b), .mem(target), .int(p.m), .int(p.n), .int(p.kPad), .int(kChunk),
+                           .int(p.n), .mem(bias ?? target), .int(kernelFlags)]
+        switch gemmVariant {
+        case .registerBlocked:
+            // Each work-item takes one B panel and a run of blocks of 8 or 4 rows. Block height and run
+            // length are chosen per shape by measurement (GemmTuner); every choice computes each element
+            // of C by the same chain of fma over k, so the choice changes speed, never bits.
+            let nPanels = p.nPad / 16
+            let candidates = Self.registerCandidates(mPad: p.mPad, nPanels: nPanels, splits: splits, units: units)
+            let run = { (t: GemmTiling) in
+                self.launch(t.rows == 8 ? "gemm_register" : "gemm_register_4",
+                            global: [nPanels, Self.ceilDiv(p.mPad / t.rows, t.perItem), splits], local: [1, 1, 1],
+                            args + [.int(t.perItem)])
+            }
+            let tiling = gemmTilingOverride
+                ?? tuner.choose(m: p.m, n: p.n, k: p.kPad, candidates: candidates) { t in self.timed { run(t) } }
+            run(tiling)
+        case .localTiled:
+            launch("gemm_tiled", global: [p.nPad / 4, p.mPad / 4, splits], local: [16, 16, 1], args)
+        }
+        if splits > 1 {
+            launchRuns("sum_slices", count: p.m * p.n,
+                       [.mem(target), .int(0), .int(splits), .int(p.m * p.n), .int(p.n), .mem(bias ?? target), .int(flags), .mem(c)])
+        }
+    }
+
+    /// The register GEMM tilings this backend may choose among for C[m,n] = A[m,k] . B[k,n] (tests
+    /// run each through gemmTilingOverride); empty for the tiled variant.
+    public func gemmCandidates(m: Int, n: Int, k: Int) -> [GemmTiling] {
+        guard gemmVariant == .registerBlocked else { return [] }
+        let p = plan(m: m, n: n, k: k)
+        return Self.registerCandidates(mPad: p.mPad, nPanels: p.nPad / 16, splits: split(p).splits,
+                                       units: max(1, deviceInfo.computeUnits))
+    }
+
+    /// How k is split (the partial products are summed in order by sum_slices). A function of the shape
+    /// and device only, never of the tiling, so that every tiling gives the same bits.
+    func split(_ p: GemmPlan) -> (splits: Int, kChunk: Int) {
+        let units = max(1, deviceInfo.computeUnits)
         var splits: Int, kChunk: Int
         switch gemmVariant {
         case .registerBlocked:
@@ -341,26 +470,32 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
             kChunk = Self.up(Self.ceilDiv(max(p.kPad, 1), splits), 16)
             splits = max(1, Self.ceilDiv(p.kPad, kChunk))
         }
-        let a = aPack?.mem, b = bPack?.mem
-        let target = splits == 1 ? c : scratch(\.partial, splits * p.m * p.n)
-        let kernelFlags = splits == 1 ? flags : 0
-        var args: [Arg] = [.mem(a), .mem(b), .mem(target), .int(p.m), .int(p.n), .int(p.kPad), .int(kChunk),
-                           .int(p.n), .mem(bias ?? target), .int(kernelFlags)]
-        switch gemmVariant {
-        case .registerBlocked:
-            // About 16 work-items per compute unit, each over a run of A panels with one B panel.
-            let nPanels = p.nPad / 16, mPanels = p.mPad / 8
-            let groups = min(mPanels, max(1, Self.ceilDiv(16 * units, nPanels * splits)))
-            let perItem = Self.ceilDiv(mPanels, groups)
-            args.append(.int(perItem))
-            launch("gemm_register", global: [nPanels, Self.ceilDiv(mPanels, perItem), splits], local: [1, 1, 1], args)
-        case .localTiled:
-            launch("gemm_tiled", global: [p.nPad / 4, p.mPad / 4, splits], local: [16, 16, 1], args)
+        return (splits, kChunk)
+    }
+
+    /// Tilings to try: blocks of 8 and 4 rows, each with runs giving from about 2 to about 64
+    /// work-items per compute unit (PoCL pays per work-item; more work-items balance better); the old
+    /// default (8 rows, 16 per unit) first.
+    static func registerCandidates(mPad: Int, nPanels: Int, splits: Int, units: Int) -> [GemmTiling] {
+        var out: [GemmTiling] = []
+        for rows in [8, 4] {
+            let blocks = mPad / rows
+            for perUnit in [16, 2, 4, 8, 32, 64] {
+                let groups = min(blocks, max(1, ceilDiv(perUnit * units, nPanels * splits)))
+                let t = GemmTiling(rows: rows, perItem: ceilDiv(blocks, groups))
+                if !out.contains(t) { out.append(t) }
+            }
         }
-        if splits > 1 {
-            launch1D("sum_slices", count: p.m * p.n,
-                     [.mem(target), .int(splits), .int(p.m * p.n), .int(p.n), .mem(bias ?? target), .int(flags), .mem(c)])
-        }
+        return out
+    }
+
+    /// Seconds `body`'s queued work takes (the queue is drained before and after); .infinity on failure.
+    func timed(_ body: () -> Void) -> Double {
+        guard failure == nil, clFinish(queue) == CL_SUCCESS else { return .infinity }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        body()
+        guard failure == nil, clFinish(queue) == CL_SUCCESS else { return .infinity }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
     /// out[cols] = column sums of src[rows, cols], in fixed-size chunks added in order.
@@ -368,16 +503,18 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         let chunks = max(1, min(64, rows / 64))
         let per = Self.ceilDiv(max(rows, 1), chunks)
         let part = scratch(\.partial, chunks * cols)
-        launch("column_sums_partial", global: [Self.up(cols, 16), chunks], local: [16, 1],
-               [.mem(src), .int(rows), .int(cols), .int(per), .mem(part)])
-        launch1D("sum_slices", count: cols,
-                 [.mem(part), .int(chunks), .int(cols), .int(cols), .mem(part), .int(0), .mem(out)])
+        let (global0, local0, cPer) = cpuLike ? (1, 1, max(cols, 1)) : (Self.up(cols, 16), 16, 1)
+        launch("column_sums_partial", global: [global0, chunks], local: [local0, 1],
+               [.mem(src), .int(rows), .int(cols), .int(per), .int(cPer), .mem(part)])
+        launchRuns("sum_slices", count: cols,
+                   [.mem(part), .int(0), .int(chunks), .int(cols), .int(cols), .mem(part), .int(0), .mem(out)])
     }
 
     /// C[m,n] = op(A) . op(B) for host-independent use (the bench and tests): a, b, c are device buffers
     /// holding row-major matrices; ta/tb transpose them.
     public func matmul(a: DeviceBuffer, transposeA ta: Bool = false, b: DeviceBuffer, transposeB tb: Bool = false,
                        c: DeviceBuffer, m: Int, n: Int, k: Int) {
+        flushPending()
         let p = plan(m: m, n: n, k: k)
         packA(p, src: mem(a), ld: ta ? m : k, trans: ta)
         packB(p, src: mem(b), ld: tb ? k : n, trans: tb)
@@ -388,6 +525,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func denseForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                              batch: Int, inputs: Int, outputs: Int, relu: Bool) {
+        flushPending()
         let p = plan(m: batch, n: outputs, k: inputs)
         packA(p, src: mem(x), ld: inputs, trans: false)
         packB(p, src: mem(w), ld: outputs, trans: false)
@@ -396,6 +534,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func denseBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                               dw: DeviceBuffer, db: DeviceBuffer, batch: Int, inputs: Int, outputs: Int) {
+        flushPending()
         // dw[in, out] = x^T . dy
         let pw = plan(m: inputs, n: outputs, k: batch)
         packA(pw, src: mem(x), ld: inputs, trans: true)
@@ -415,6 +554,16 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                             shape s: ConvShape, relu: Bool) {
+        flushPending()
+        if runsDirect(s) {
+            let total = s.batch * s.outHeight * s.outWidth
+            let (items, per) = runs(total)
+            launch("conv_direct_forward", global: [items], local: [1],
+                   [.mem(mem(x)), .mem(mem(w)), .mem(mem(b)), .mem(mem(y)), .int(s.height), .int(s.width),
+                    .int(s.inChannels), .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(s.outChannels),
+                    .int(total), .int(per), .int(relu ? 1 : 0)])
+            return
+        }
         let p = plan(m: s.batch * s.outHeight * s.outWidth, n: s.outChannels, k: s.patchSize)
         let a = scratch(\.aPack, p.mPad * p.kPad)
         launch1D("pack_a_im2col", count: p.mPad,
@@ -426,16 +575,33 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
+        flushPending()
         let pixels = s.batch * s.outHeight * s.outWidth
-        // dw[k*k*Cin, Cout] = patches^T . dy
-        let pw = plan(m: s.patchSize, n: s.outChannels, k: pixels)
-        let a = scratch(\.aPack, pw.mPad * pw.kPad)
-        launch1D("pack_a_im2col_t", count: pw.kPad,
-                 [.mem(mem(x)), .int(s.height), .int(s.width), .int(s.inChannels), .int(s.kernel),
-                  .int(s.outHeight), .int(s.outWidth), .int(pixels), .int(pw.m), .int(pw.mPad), .int(pw.kPad), .mem(a)])
-        packB(pw, src: mem(dy), ld: s.outChannels, trans: false)
-        gemm(pw, c: mem(dw), bias: nil, relu: false)
-        columnSums(mem(dy), rows: pixels, cols: s.outChannels, into: mem(db))
+        if runsDirect(s) {
+            // Per-chunk partial dw and db in one pass over dy, then the chunks added in order.
+            let (chunks, per) = runs(pixels)
+            let len = s.patchSize * s.outChannels
+            let part = scratch(\.partial, chunks * (len + s.outChannels))
+            launch("conv_direct_backward_weights", global: [chunks], local: [1],
+                   [.mem(mem(x)), .mem(mem(dy)), .mem(part), .int(s.height), .int(s.width), .int(s.inChannels),
+                    .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(s.outChannels), .int(pixels),
+                    .int(per), .int(chunks)])
+            launchRuns("sum_slices", count: len,
+                       [.mem(part), .int(0), .int(chunks), .int(len), .int(len), .mem(part), .int(0), .mem(mem(dw))])
+            launchRuns("sum_slices", count: s.outChannels,
+                       [.mem(part), .int(chunks * len), .int(chunks), .int(s.outChannels), .int(s.outChannels),
+                        .mem(part), .int(0), .mem(mem(db))])
+        } else {
+            // dw[k*k*Cin, Cout] = patches^T . dy
+            let pw = plan(m: s.patchSize, n: s.outChannels, k: pixels)
+            let a = scratch(\.aPack, pw.mPad * pw.kPad)
+            launch1D("pack_a_im2col_t", count: pw.kPad,
+                     [.mem(mem(x)), .int(s.height), .int(s.width), .int(s.inChannels), .int(s.kernel),
+                      .int(s.outHeight), .int(s.outWidth), .int(pixels), .int(pw.m), .int(pw.mPad), .int(pw.kPad), .mem(a)])
+            packB(pw, src: mem(dy), ld: s.outChannels, trans: false)
+            gemm(pw, c: mem(dw), bias: nil, relu: false)
+            columnSums(mem(dy), rows: pixels, cols: s.outChannels, into: mem(db))
+        }
         if let dx {
             // dx[B*H*W, Cin] = full correlation of dy with the weights
             let px = plan(m: s.batch * s.height * s.width, n: s.inChannels, k: s.kernel * s.kernel * s.outChannels)
@@ -451,22 +617,32 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         }
     }
 
+    /// Whether a convolution runs as direct kernels (conv_direct.cl): CPU devices, within the kernels'
+    /// limits (patch <= 32 values, <= 256 output channels, patch x channels <= 2048).
+    public func runsDirect(_ s: ConvShape) -> Bool {
+        options.directConvolution && cpuLike && s.patchSize <= 32 && s.outChannels <= 256
+            && s.patchSize * s.outChannels <= 2048
+    }
+
     // MARK: pooling, activation, dropout, loss, update
 
     public func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape s: PoolShape) {
-        launch("maxpool_forward", global: [Self.up(s.channels, 16), s.outWidth, s.batch * s.outHeight], local: [16, 1, 1],
+        flushPending()
+        let total = s.batch * s.outHeight * s.outWidth
+        let (global, local, per, cPer) = channelRuns(channels: s.channels, total: total)
+        launch("maxpool_forward", global: global, local: local,
                [.mem(mem(x)), .mem(mem(y)), .int(s.height), .int(s.width), .int(s.channels),
-                .int(s.outHeight), .int(s.outWidth)])
+                .int(s.outHeight), .int(s.outWidth), .int(total), .int(per), .int(cPer)])
     }
 
+    /// Deferred until the next call (see PendingPool): a following reluBackward(y: x, dy: dx) joins it.
     public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
+        flushPending()
         if s.outputCount == 0 {
             fill(dx, count: s.inputCount)
             return
         }
-        launch("maxpool_backward", global: [Self.up(s.channels, 16), s.outWidth, s.batch * s.outHeight], local: [16, 1, 1],
-               [.mem(mem(x)), .mem(mem(dy)), .mem(mem(dx)), .int(s.height), .int(s.width), .int(s.channels),
-                .int(s.outHeight), .int(s.outWidth)])
+        pendingPool = PendingPool(x: x, dy: dy, dx: dx, shape: s)
     }
 
     /// Zeroes the first `count` floats of a buffer.
@@ -478,21 +654,33 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     }
 
     public func reluBackward(y: DeviceBuffer, dy: DeviceBuffer, count: Int) {
-        launch1D("relu_backward", count: count, [.mem(mem(y)), .mem(mem(dy)), .int(count)])
+        // The pool backward just deferred wrote every element of dy (its dx) from y (its x): the mask
+        // is applied in that pass (maxpool.cl, reluMask), which gives the same values.
+        if let p = pendingPool, p.x === y, p.dx === dy, count == p.shape.inputCount {
+            pendingPool = nil
+            joinedPoolRelu += 1
+            launchPoolBackward(p, reluMask: true)
+            return
+        }
+        flushPending()
+        launchRuns("relu_backward", count: count, [.mem(mem(y)), .mem(mem(dy)), .int(count)])
     }
 
     public func dropoutForward(x: DeviceBuffer, y: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
-        launch1D("dropout_apply", count: count,
-                 [.mem(mem(x)), .mem(mem(y)), .int(count), .float(rate), .float(1 / (1 - rate)), .ulong(seed)])
+        flushPending()
+        launchRuns("dropout_apply", count: count,
+                   [.mem(mem(x)), .mem(mem(y)), .int(count), .float(rate), .float(1 / (1 - rate)), .ulong(seed)])
     }
 
     public func dropoutBackward(dy: DeviceBuffer, dx: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
-        launch1D("dropout_apply", count: count,
-                 [.mem(mem(dy)), .mem(mem(dx)), .int(count), .float(rate), .float(1 / (1 - rate)), .ulong(seed)])
+        flushPending()
+        launchRuns("dropout_apply", count: count,
+                   [.mem(mem(dy)), .mem(mem(dx)), .int(count), .float(rate), .float(1 / (1 - rate)), .ulong(seed)])
     }
 
     public func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,
                         batch: Int, outputs: Int) -> Float {
+        flushPending()
         let n = batch * outputs
         let out = scratch(\.lossBuffer, 1)
         launch("mse_loss", global: [64], local: [64],
@@ -507,7 +695,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
 
     public func nesterovUpdate(parameter: DeviceBuffer, gradient: DeviceBuffer, velocity: DeviceBuffer,
                                count: Int, learningRate: Float, momentum: Float) {
-        launch1D("nesterov_update", count: count,
+        flushPending()
+        launchRuns("nesterov_update", count: count,
                  [.mem(mem(parameter)), .mem(mem(gradient)), .mem(mem(velocity)), .int(count),
                   .float(learningRate), .float(momentum)])
     }

@@ -55,10 +55,10 @@ struct ProgramCache {
         return h
     }
 
-    func path(file: String, key: String) -> String? {
+    func path(file: String, key: String, suffix: String = "bin") -> String? {
         guard let directory else { return nil }
         let stem = file.hasSuffix(".cl") ? String(file.dropLast(3)) : file
-        return "\(directory)/\(stem)-\(key).bin"
+        return "\(directory)/\(stem)-\(key).\(suffix)"
     }
 
     /// The cached binary, or nil when there is none; `corrupt` is set when an entry exists but is bad.
@@ -83,15 +83,22 @@ struct ProgramCache {
 
     /// Writes an entry atomically; failures (read-only disk, no home) are ignored: the cache is an optimisation.
     func store(_ path: String, _ binary: [UInt8]) {
-        guard let directory else { return }
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        guard directory != nil else { return }
         var out = Self.magic
         func put(_ v: UInt64) { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
         put(UInt64(binary.count))
         put(binary.withUnsafeBytes { Self.checksum($0) })
         out += binary
+        Self.writeAtomically(path, out)
+    }
+
+    /// Writes a file through a temporary file and a rename (readers never see half of it); failures
+    /// are ignored, like every cache write.
+    static func writeAtomically(_ path: String, _ bytes: [UInt8]) {
+        let folder = (path as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let tmp = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(out)) else { return }
+        guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else { return }
         if rename(tmp, path) != 0 { unlink(tmp) }
     }
 }

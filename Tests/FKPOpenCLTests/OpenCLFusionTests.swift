@@ -1,0 +1,140 @@
+import FKPEngine
+import FKPTensor
+import FKPTestSupport
+import Foundation
+import XCTest
+
+/// The OpenCL backend's speed paths against its plain paths and the CPU engine: direct convolution vs
+/// im2col + GEMM, the pool backward joined with the following ReLU mask, every GEMM tiling giving the
+/// same bits, and the per-shape tiling choice cached beside the programs.
+final class OpenCLFusionTests: XCTestCase {
+    let cpu = CPUBackend(threads: 2)
+
+    func run(_ be: Backend, _ s: ConvShape, x: [Float], w: [Float], b: [Float], dy: [Float], relu: Bool) -> [[Float]] {
+        let y = be.makeBuffer(count: s.outputCount), dw = be.makeBuffer(count: s.weightCount), db = be.makeBuffer(count: s.outChannels)
+        let xb = be.upload(x), wb = be.upload(w)
+        be.convForward(x: xb, w: wb, b: be.upload(b), y: y, shape: s, relu: relu)
+        be.convBackward(x: xb, w: wb, dy: be.upload(dy), dx: nil, dw: dw, db: db, shape: s)
+        return [be.values(y), be.values(dw), be.values(db)]
+    }
+
+    /// The direct kernels (conv_direct.cl) do the forward pass's float operations in the GEMM path's
+    /// order, so y is the same bits; dw and db sum the pixels in other chunks (bounded error), and all
+    /// three match the CPU engine.
+    func testDirectConvolutionMatchesGemmPathAndCPU() throws {
+        let direct = try CL.backend()
+        let gemm = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, directConvolution: false))
+        var rng = Xoshiro(seed: 31)
+        for s in [ConvShape(batch: 3, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
+                  ConvShape(batch: 2, height: 9, width: 7, inChannels: 3, outChannels: 5, kernel: 3),
+                  ConvShape(batch: 1, height: 5, width: 6, inChannels: 1, outChannels: 17, kernel: 2),
+                  ConvShape(batch: 2, height: 4, width: 4, inChannels: 2, outChannels: 256, kernel: 2)] {
+            XCTAssertEqual(direct.runsDirect(s), direct.deviceInfo.type != "GPU", "\(s)")
+            XCTAssertFalse(gemm.runsDirect(s))
+            let x = CL.random(s.inputCount, &rng), w = CL.random(s.weightCount, &rng, scale: 0.3)
+            let b = CL.random(s.outChannels, &rng), dy = CL.random(s.outputCount, &rng)
+            for relu in [false, true] {
+                let d = run(direct, s, x: x, w: w, b: b, dy: dy, relu: relu)
+                let g = run(gemm, s, x: x, w: w, b: b, dy: dy, relu: relu)
+                let c = run(cpu, s, x: x, w: w, b: b, dy: dy, relu: relu)
+                XCTAssertEqual(d[0], g[0], "\(s) relu=\(relu): forward not the same bits as the GEMM path")
+                for (i, name) in ["y", "dw", "db"].enumerated() {
+                    XCTAssertLessThanOrEqual(CL.error(d[i], g[i]), 1e-5, "\(s) \(name) direct vs GEMM")
+                    XCTAssertLessThanOrEqual(CL.error(d[i], c[i]), 1e-5, "\(s) \(name) direct vs CPU")
+                }
+            }
+        }
+        XCTAssertNil(direct.failure)
+        XCTAssertNil(gemm.failure)
+    }
+
+    /// maxPoolBackward followed by reluBackward over the pool's input and gradient runs as one pass on
+    /// OpenCL; the result must equal the CPU engine's two ops exactly, including when the two calls are
+    /// separated (a read in between, a ReLU over another buffer) and the pass is not joined.
+    func testPoolBackwardJoinedWithReluIsExact() throws {
+        let cl = try CL.backend()
+        var rng = Xoshiro(seed: 41)
+        for s in [PoolShape(batch: 4, height: 94, width: 94, channels: 32), PoolShape(batch: 3, height: 5, width: 7, channels: 3),
+                  PoolShape(batch: 2, height: 9, width: 4, channels: 5)] {
+            // ReLU outputs: many exact zeros, so whole windows are <= 0 and the mask matters.
+            let x = CL.random(s.inputCount, &rng).map { max($0, 0) }, dy = CL.random(s.outputCount, &rng)
+            for mode in ["joined", "read between", "other buffer"] {
+                let joinedBefore = cl.joinedPoolRelu
+                var out: [[Float]] = []
+                for be in [cpu as Backend, cl] {
+                    let xb = be.upload(x), dx = be.upload([Float](repeating: 7, count: s.inputCount))
+                    let other = be.upload(x)
+                    be.maxPoolBackward(x: xb, dy: be.upload(dy), dx: dx, shape: s)
+                    if mode == "read between" { out.append(be.values(dx)) }
+                    be.reluBackward(y: mode == "other buffer" ? other : xb, dy: dx, count: s.inputCount)
+                    out.append(be.values(dx))
+                }
+                XCTAssertEqual(Array(out[(out.count / 2)...]), Array(out[..<(out.count / 2)]), "\(s) \(mode)")
+                XCTAssertEqual(cl.joinedPoolRelu - joinedBefore, mode == "joined" ? 1 : 0, "\(s) \(mode)")
+            }
+        }
+        XCTAssertNil(cl.failure)
+    }
+
+    /// Every tiling the tuner may pick computes each element of C by the same fma chain: identical bits,
+    /// so the measured choice cannot change results (determinism across runs and machines of a device).
+    func testEveryGemmTilingGivesTheSameBits() throws {
+        let cl = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false))
+        defer { cl.gemmTilingOverride = nil }
+        var rng = Xoshiro(seed: 51)
+        for (m, n, k) in [(1, 1, 1), (37, 30, 19), (128, 64, 3000), (300, 50, 129), (9, 500, 70)] {
+            let a = CL.random(m * k, &rng), b = CL.random(k * n, &rng)
+            let ab = cl.upload(a), bb = cl.upload(b)
+            let candidates = cl.gemmCandidates(m: m, n: n, k: k)
+            XCTAssertTrue(candidates.contains { $0.rows == 4 } && candidates.contains { $0.rows == 8 }, "\(candidates)")
+            var results: [[Float]] = []
+            for t in candidates {
+                cl.gemmTilingOverride = t
+                let c = cl.upload([Float](repeating: .nan, count: m * n))
+                cl.matmul(a: ab, b: bb, c: c, m: m, n: n, k: k)
+                results.append(cl.values(c))
+            }
+            for (t, r) in zip(candidates, results) { XCTAssertEqual(r, results[0], "\(m)x\(n)x\(k) tiling \(t)") }
+            XCTAssertLessThan(CL.error(results[0], Reference.gemm(m, n, k, a, ta: false, b, tb: false)), 1e-5)
+        }
+        XCTAssertNil(cl.failure)
+    }
+
+    /// A shape's first GEMM measures the tilings and stores the choice beside the programs; a second
+    /// backend on the same cache reads it; an unreadable tuning file is measured again, never fatal.
+    func testGemmChoiceMeasuredOnceThenCached() throws {
+        try CL.requirePlatform()
+        let dir = NSTemporaryDirectory() + "/fkp-opencl-tuning-test-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let options = OpenCLBackendOptions(gemm: .registerBlocked, cacheDirectory: dir)
+        var rng = Xoshiro(seed: 61)
+        let (m, n, k) = (200, 48, 64)
+        let a = CL.random(m * k, &rng), b = CL.random(k * n, &rng)
+        func multiply(_ cl: OpenCLBackend) -> [Float] {
+            let c = cl.makeBuffer(count: m * n)
+            cl.matmul(a: cl.upload(a), b: cl.upload(b), c: c, m: m, n: n, k: k)
+            cl.matmul(a: cl.upload(a), b: cl.upload(b), c: c, m: m, n: n, k: k)  // the same shape: no new choice
+            return cl.values(c)
+        }
+        let first = try OpenCLBackend(options: options)
+        let want = multiply(first)
+        XCTAssertEqual(first.gemmChoices.count, 1)
+        let measured = try XCTUnwrap(first.gemmChoices.first)
+        XCTAssertEqual(measured.origin, .measured)
+        XCTAssertEqual(measured.seconds.count, first.gemmCandidates(m: m, n: n, k: k).count)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("gemm-tuning-") }
+        XCTAssertEqual(files.count, 1, "\(files)")
+
+        let second = try OpenCLBackend(options: options)
+        XCTAssertEqual(multiply(second), want)
+        XCTAssertEqual(second.gemmChoices.map(\.origin), [.cache])
+        XCTAssertEqual(second.gemmChoices.first?.tiling, measured.tiling)
+
+        try Data("garbage\n1 2\n\(m) \(n) \(k) 0 -3\n".utf8).write(to: URL(fileURLWithPath: dir + "/" + files[0]))
+        let third = try OpenCLBackend(options: options)
+        XCTAssertEqual(multiply(third), want)
+        XCTAssertEqual(third.gemmChoices.map(\.origin), [.measured])
+        XCTAssertNil(third.failure)
+    }
+}
