@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "FKPIngestTests", dependencies: ["FKPIngest", "FKPTensor", "FKPTestSupport"], swiftSettings: fast),
         .testTarget(name: "FKPDetectTests", dependencies: ["FKPDetect", "FKPImage", "FKPTestSupport"],
                     exclude: ["Fixtures"], swiftSettings: fast),
-        .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets", "FKPEngine", "FKPTensor"], swiftSettings: fast),
+        .testTarget(name: "FKPNetsTests", dependencies: ["FKPNets", "FKPEngine", "FKPTensor", "FKPTestSupport"], swiftSettings: fast),
         .testTarget(name: "FKPTrainTests",
                     dependencies: ["FKPTrain", "FKPInference", "FKPIngest", "FKPNets", "FKPEngine", "FKPTensor",
                                    "FKPTestSupport", "FKPAlign", "FKPImage", "FKPExport"],

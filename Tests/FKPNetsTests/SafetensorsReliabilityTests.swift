@@ -1,6 +1,7 @@
 import FKPEngine
 import FKPNets
 import FKPTensor
+import FKPTestSupport
 import Foundation
 import XCTest
 
@@ -104,20 +105,8 @@ final class SafetensorsReliabilityTests: XCTestCase {
         let valid = [UInt8](try Safetensors.encode(.init(tensors: [
             .init(name: "a.weight", shape: [2, 3], values: [1, 2, 3, 4, 5, 6]), .init(name: "a.bias", shape: [3], values: [0, 1, 2]),
         ], metadata: ["model": "net1"])))
-        var rng = Xoshiro(seed: 22)
-        let digits = [UInt8]("0123456789-".utf8)
-        for _ in 0..<400 {
-            var b = valid
-            for _ in 0...Int(rng.next() % 3) where !b.isEmpty {
-                let i = Int(rng.next() % UInt64(b.count))
-                switch rng.next() % 4 {
-                case 0: b[i] = digits[Int(rng.next() % UInt64(digits.count))]  // numbers in the header change
-                case 1: b[i] ^= UInt8(1 << (rng.next() % 8))
-                case 2: b.insert(contentsOf: [UInt8]("99999999999999999".utf8), at: i)
-                default: b = Array(b.prefix(i))
-                }
-            }
-            _ = try? Safetensors.decode(Data(b), path: "m.safetensors")
+        Mutations.applyTextual(to: valid, count: 400, rngSeed: 22, alphabet: "0123456789-", filler: "99999999999999999") {
+            _ = try? Safetensors.decode($0, path: "m.safetensors")
         }
     }
 

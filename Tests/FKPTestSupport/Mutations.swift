@@ -21,4 +21,27 @@ public enum Mutations {
             read(Data(b))
         }
     }
+
+    /// Mutations that keep a text format mostly readable, so parsing gets past its first check: a byte
+    /// overwritten by a character of `alphabet` (numbers in a JSON header change), a bit flipped, `filler`
+    /// inserted (numbers that overflow), a byte removed, or the rest cut off.
+    public static func applyTextual(to seed: [UInt8], count: Int, rngSeed: UInt64, alphabet: String, filler: String,
+                                    _ read: (Data) -> Void) {
+        var rng = Xoshiro(seed: rngSeed)
+        let characters = [UInt8](alphabet.utf8), inserted = [UInt8](filler.utf8)
+        for _ in 0..<count {
+            var b = seed
+            for _ in 0...Int(rng.next() % 4) where !b.isEmpty {
+                let i = Int(rng.next() % UInt64(b.count))
+                switch rng.next() % 5 {
+                case 0: b[i] = characters[Int(rng.next() % UInt64(characters.count))]
+                case 1: b[i] ^= UInt8(1 << (rng.next() % 8))
+                case 2: b.insert(contentsOf: inserted, at: i)
+                case 3: b.remove(at: i)
+                default: b = Array(b.prefix(i))
+                }
+            }
+            read(Data(b))
+        }
+    }
 }

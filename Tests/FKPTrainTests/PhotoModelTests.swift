@@ -10,13 +10,13 @@ import XCTest
 /// The photo model's passes: the passes after the first average the predictions of all its nets, a
 /// file says so in its metadata, and int8 storage keeps the predictions.
 final class PhotoModelTests: XCTestCase {
-    func face() throws -> (pixels: [Float], plane: GrayPlane) {
+    func face() throws -> GrayPlane {
         let img = try PNGCodec.readGray(path: repoPath("samples/faces/face_1.png"))
         let pixels = img.pixels.map { $0 / 255 }
         let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: pixels.count)
         _ = buffer.initialize(from: pixels)
         addTeardownBlock { buffer.deallocate() }
-        return (pixels, GrayPlane(width: img.width, height: img.height, pixels: UnsafeBufferPointer(buffer)))
+        return GrayPlane(width: img.width, height: img.height, pixels: UnsafeBufferPointer(buffer))
     }
 
     func testLaterPassesAverageAllNets() throws {
@@ -24,7 +24,7 @@ final class PhotoModelTests: XCTestCase {
         XCTAssertEqual(model.nets.count, 2, "the bundled photo model is a coarse and a narrow net")
         XCTAssertTrue(model.ensembleLaterPasses, "its metadata asks for the ensemble")
         model.finalJitters = [.identity]
-        let plane = try face().plane
+        let plane = try face()
         let start = [AlignedModel.Face(photo: 0, start: .identity)]
 
         var crop = Similarity.identity
@@ -63,7 +63,7 @@ final class PhotoModelTests: XCTestCase {
         let back = try XCTUnwrap(try ModelFile.loadModel(path: out, backend: CPUBackend(threads: 2)) as? AlignedModel)
         XCTAssertTrue(back.ensembleLaterPasses)
         XCTAssertEqual(back.defaultPasses, model.defaultPasses)
-        let plane = try face().plane
+        let plane = try face()
         let faces = [AlignedModel.Face(photo: 0, start: .identity)]
         let p = model.predict(photos: [plane], faces: faces)[0], q = back.predict(photos: [plane], faces: faces)[0]
         let worst = zip(p, q).map { abs($0 - $1) }.max()!

@@ -69,19 +69,8 @@ extension RecipeTests {
     func testMutatedTrainerStatesNeverTrap() throws {
         let (file, _) = try midEpochCheckpoint()
         let seed = [UInt8](file.metadata["trainer_state"]!.utf8)
-        var rng = Xoshiro(seed: 41)
-        let alphabet = [UInt8]("0123456789-.e,[]".utf8)
-        for _ in 0..<400 {
-            var b = seed
-            for _ in 0...Int(rng.next() % 4) where !b.isEmpty {
-                let i = Int(rng.next() % UInt64(b.count))
-                switch rng.next() % 3 {
-                case 0: b[i] = alphabet[Int(rng.next() % UInt64(alphabet.count))]
-                case 1: b.insert(contentsOf: [UInt8]("9223372036854775807".utf8), at: i)
-                default: b.remove(at: i)
-                }
-            }
-            if let s = try? JSONDecoder().decode(TrainerState.self, from: Data(b)) {
+        Mutations.applyTextual(to: seed, count: 400, rngSeed: 41, alphabet: "0123456789-.e,[]", filler: "9223372036854775807") {
+            if let s = try? JSONDecoder().decode(TrainerState.self, from: $0) {
                 _ = try? s.validate(trainRows: 160, batchSize: 32, epochs: 6)
             }
         }
