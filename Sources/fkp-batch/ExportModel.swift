@@ -51,9 +51,8 @@ struct ExportModel: ParsableCommand {
     }
 
     func run() throws {
-        try OutputGuard(inputs: [input]).check(file: output, option: "OUT")
+        try OutputGuard(inputs: [input, secondPass].compactMap { $0 }).check(file: output, option: "OUT")
         if secondPass != nil || frames != nil {
-            try OutputGuard(inputs: [input, secondPass].compactMap { $0 }).check(file: output, option: "OUT")
             let made = try PhotoModelExport.write(first: input, second: secondPass, frames: frames, cascade: cascade,
                                                   passes: passes, output: output, dtype: storage.dtype)
             Log.info("wrote \(output): photo model, \(made.nets) net(s), \(passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")

@@ -417,7 +417,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         let a = aPack?.mem, b = bPack?.mem
         let target = splits == 1 ? c : scratch(\.partial, splits * p.m * p.n)
         let kernelFlags = splits == 1 ? flags : 0
-        var args: [Arg] = [.mem(a), .mem(b), .mem(target), .int(p.m), .int(p.n), .int(p.kPad), .int(kChunk),
+        let args: [Arg] = [.mem(a), .mem(b), .mem(target), .int(p.m), .int(p.n), .int(p.kPad), .int(kChunk),
                            .int(p.n), .mem(bias ?? target), .int(kernelFlags)]
         switch gemmVariant {
         case .registerBlocked:
