@@ -9,16 +9,11 @@
 #define FKP_CAT(a, b) FKP_CAT2(a, b)
 #define FKP_FN(name) FKP_CAT(name, FKP_SET)
 
-static void FKP_FN(gemm_micro)(long kc, const float *a, const float *b, float *c, long ldc, long mr_used,
-                               long nr_used, int accumulate, const float *bias, int relu) {
-    v16 acc[FKP_MR];
-    for (int i = 0; i < FKP_MR; i++) acc[i] = (v16){0};
-    const v16u *bp = (const v16u *)b;  // Swift aligns the packed panel to 16 bytes only
-    for (long p = 0; p < kc; p++) {
-        v16 bv = bp[p];
-        const float *ap = a + p * FKP_MR;
-        for (int i = 0; i < FKP_MR; i++) acc[i] += ap[i] * bv;
-    }
+// Writes an MR x 16 block of sums into C: added to C (accumulate), then + bias and ReLU (relu) when bias
+// is given; only the first mr_used rows and nr_used columns.
+static inline __attribute__((always_inline)) void FKP_FN(gemm_store)(v16 *acc, float *c, long ldc, long mr_used,
+                                                                      long nr_used, int accumulate, const float *bias,
+                                                                      int relu) {
     v16 bz = (v16){0};
     if (bias) {
         if (nr_used == 16) bz = *(const v16u *)bias;
@@ -47,6 +42,42 @@ static void FKP_FN(gemm_micro)(long kc, const float *a, const float *b, float *c
             row[j] = v;
         }
     }
+}
+
+static void FKP_FN(gemm_micro)(long kc, const float *a, const float *b, float *c, long ldc, long mr_used,
+                               long nr_used, int accumulate, const float *bias, int relu) {
+    v16 acc[FKP_MR];
+    for (int i = 0; i < FKP_MR; i++) acc[i] = (v16){0};
+    const v16u *bp = (const v16u *)b;  // Swift aligns the packed panel to 16 bytes only
+    for (long p = 0; p < kc; p++) {
+        v16 bv = bp[p];
+        const float *ap = a + p * FKP_MR;
+        for (int i = 0; i < FKP_MR; i++) acc[i] += ap[i] * bv;
+    }
+    FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);
+}
+
+// The same sums with A read in place: no packing pass over A (for a convolution, no im2col either).
+// Summed over p in the same order as gemm_micro, so both give the same bits.
+static void FKP_FN(gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b,
+                                    float *c, long ldc, long mr_used, long nr_used, int accumulate,
+                                    const float *bias, int relu) {
+    v16 acc[FKP_MR];
+    const float *r[FKP_MR];
+    for (int i = 0; i < FKP_MR; i++) {
+        acc[i] = (v16){0};
+        r[i] = rows[i];
+    }
+    const v16u *bp = (const v16u *)b;
+    for (long s0 = 0; s0 < kc; s0 += seg) {
+        for (long p = 0; p < seg; p++) {
+            v16 bv = bp[p];
+            for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
+        }
+        bp += seg;
+        for (int i = 0; i < FKP_MR; i++) r[i] += stride;
+    }
+    FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);
 }
 
 // The direct 3x3 kernels work on groups of FKP_VW channels, one register each, so the 9 taps (or 10
@@ -246,6 +277,7 @@ static const fkp_kernels FKP_FN(fkp_set) = {
     .name = FKP_NAME,
     .mr = FKP_MR,
     .gemm_micro = FKP_FN(gemm_micro),
+    .gemm_micro_rows = FKP_FN(gemm_micro_rows),
     .conv3x3_c1_forward = FKP_FN(conv3x3_c1_forward),
     .conv3x3_c1_weight_grad = FKP_FN(conv3x3_c1_weight_grad),
     .conv3x3_c1_weight_grad_pooled = FKP_FN(conv3x3_c1_weight_grad_pooled),

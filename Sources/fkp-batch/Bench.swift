@@ -58,7 +58,7 @@ struct Bench: ParsableCommand {
                 })
                 let infer = Statistics.median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: net, images: x) } })
                 let ips1 = batch1Images > 0 ? batch1Speed(net, x) : nil
-                if profile { printProfile(model, net, trainer) }
+                if profile { printProfile(model, net, trainer, images: x) }
                 let flopPerImage = 2.0 * Double(net.forwardMACs)
                 let trainGF = 3 * flopPerImage * Double(images) / epoch / 1e9
                 let ips = Double(images) / infer
@@ -94,15 +94,22 @@ struct Bench: ParsableCommand {
         return Double(n) / t
     }
 
-    func printProfile(_ model: String, _ net: Net, _ trainer: Trainer) {
+    func printProfile(_ model: String, _ net: Net, _ trainer: Trainer, images: Tensor) {
         net.profile = [:]
         _ = try? trainer.runEpoch()
-        let total = net.profile!.values.reduce(0, +)
-        Log.info("\(model): one epoch by layer and pass (\(String(format: "%.3f", total)) s in layers):")
-        for (key, t) in net.profile!.sorted(by: { $0.value > $1.value }) {
+        report("\(model): one epoch by layer and pass", net.profile!)
+        net.profile = [:]
+        _ = predictKeypoints(net: net, images: images)
+        report("\(model): inference of the \(images.shape[0]) images at batch \(net.maxBatch) by layer", net.profile!)
+        net.profile = nil
+    }
+
+    func report(_ title: String, _ profile: [String: Double]) {
+        let total = profile.values.reduce(0, +)
+        Log.info("\(title) (\(String(format: "%.3f", total)) s in layers):")
+        for (key, t) in profile.sorted(by: { $0.value > $1.value }) {
             Log.info(String(format: "  %-20@ %8.3f s  %5.1f%%", key, t, 100 * t / total))
         }
-        net.profile = nil
     }
 
     func gemmRun() throws {

@@ -53,6 +53,76 @@ final class CPUOpsTests: XCTestCase {
         }
     }
 
+    /// A row-major A is read in place by the micro-kernel and a transposed one is packed first; B may be
+    /// packed per call or once (PackedB). All four sum in the same order: the same bits.
+    func testGemmInPlaceAndPackedOperandsGiveTheSameBits() {
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 21)
+            let scratch = GemmScratch(kernels: kernels)
+            for (m, n, k) in [(1, 3, 2), (7, 16, 9), (13, 37, 600), (25, 70, 256), (130, 5, 300)] {
+                let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng), bias = Check.random(n, &rng)
+                let at = (0..<k * m).map { a[($0 % m) * k + $0 / m] }  // at[p*m + i] = a[i*k + p]
+                var results: [[UInt32]] = []
+                var storage = [Float](repeating: 0, count: packedBCount(k: k, n: n))
+                for (transposeA, prepack) in [(false, false), (true, false), (false, true), (true, true)] {
+                    var c = [Float](repeating: .nan, count: m * n)
+                    (transposeA ? at : a).withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                        bias.withUnsafeBufferPointer { biasp in storage.withUnsafeMutableBufferPointer { sp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                let bRef = MatrixRef(bp.baseAddress!, ld: n)
+                                let packed = prepack ? packB(bRef, k: k, n: n, into: sp.baseAddress!) : nil
+                                gemm(m: m, n: n, k: k, a: MatrixRef(ap.baseAddress!, ld: transposeA ? m : k, transposed: transposeA),
+                                     b: bRef, c: cp.baseAddress!, ldc: n, accumulate: false, scratch: scratch,
+                                     bias: biasp.baseAddress!, relu: true, packed: packed)
+                            }
+                        } }
+                    } }
+                    let want = Reference.gemm(m, n, k, a, ta: false, b, tb: false).enumerated().map { max(0, $1 + bias[$0 % n]) }
+                    XCTAssertLessThan(Check.normalisedError(c, want), 1e-5, "\(kernels.name) \(m)x\(n)x\(k)")
+                    results.append(c.map(\.bitPattern))
+                }
+                for r in results.dropFirst() { XCTAssertEqual(r, results[0], "\(kernels.name) \(m)x\(n)x\(k)") }
+            }
+        }
+    }
+
+    /// The convolution reads its patches in place (no im2col): against the reference with every kernel set,
+    /// one image split by rows across the workers, Cout not a multiple of 16 and K past one GEMM K block; and
+    /// against an explicit im2col + gemm, bit for bit.
+    func testConvForwardReadsPatchesInPlaceWithEveryKernelSet() {
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 22)
+            let backend = CPUBackend(threads: 2, kernels: kernels)
+            for s in [ConvShape(batch: 1, height: 9, width: 13, inChannels: 3, outChannels: 17, kernel: 2),
+                      ConvShape(batch: 3, height: 7, width: 6, inChannels: 80, outChannels: 40, kernel: 2),
+                      ConvShape(batch: 4, height: 8, width: 8, inChannels: 5, outChannels: 64, kernel: 3)] {
+                let x = Check.random(s.inputCount, &rng), w = Check.random(s.weightCount, &rng)
+                let b = Check.random(s.outChannels, &rng)
+                let y = backend.makeBuffer(count: s.outputCount)
+                backend.convForward(x: backend.buffer(x), w: backend.buffer(w), b: backend.buffer(b), y: y, shape: s, relu: true)
+                let got = backend.download(y)
+                XCTAssertLessThan(Check.normalisedError(got, Reference.conv(x, w, b, s, relu: true)), 1e-5, "\(kernels.name) \(s)")
+                // im2col: row (n, oy, ox) holds the patch [ky][kx][c]
+                let (k, c, oh, ow) = (s.kernel, s.inChannels, s.outHeight, s.outWidth)
+                var cols: [Float] = []
+                for n in 0..<s.batch { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
+                    cols.append(x[((n * s.height + oy + ky) * s.width + ox + kx) * c + ch])
+                } } } } } }
+                var explicit = [Float](repeating: 0, count: s.outputCount)
+                cols.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
+                    explicit.withUnsafeMutableBufferPointer { cp in
+                        gemm(m: s.batch * oh * ow, n: s.outChannels, k: s.patchSize, a: MatrixRef(ap.baseAddress!, ld: s.patchSize),
+                             b: MatrixRef(wp.baseAddress!, ld: s.outChannels), c: cp.baseAddress!, ldc: s.outChannels,
+                             accumulate: false, scratch: GemmScratch(kernels: kernels), bias: bp.baseAddress!, relu: true)
+                    }
+                } } }
+                if s.patchSize <= 256 {  // one K block: the same sums in the same order
+                    XCTAssertEqual(got.map(\.bitPattern), explicit.map(\.bitPattern), "\(kernels.name) \(s)")
+                }
+            }
+        }
+    }
+
     func testGemmAccumulates() {
         var rng = Xoshiro(seed: 2)
         let (m, n, k) = (10, 20, 30)

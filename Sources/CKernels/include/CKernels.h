@@ -17,6 +17,12 @@ typedef struct {
     /// max(0, .). Only the first mr_used rows and nr_used columns of C are written.
     void (*gemm_micro)(long kc, const float *a, const float *b, float *c, long ldc, long mr_used, long nr_used,
                        int accumulate, const float *bias, int relu);
+    /// The same with A read in place instead of packed: element (i, p) of A is
+    /// rows[i][(p / seg) * stride + p % seg] (kc a multiple of seg; seg = kc for a plain row-major matrix,
+    /// seg = k*Cin and stride = W*Cin for the patch under an output pixel of a k x k convolution over NHWC).
+    /// rows holds mr pointers; those past mr_used are read but not stored (point them at a valid row).
+    void (*gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b, float *c,
+                            long ldc, long mr_used, long nr_used, int accumulate, const float *bias, int relu);
     /// 3x3 convolution of a one-channel image x[h][w] into y[h-2][w-2][cout] (+ bias, ReLU if asked);
     /// cout a multiple of 16.
     void (*conv3x3_c1_forward)(const float *x, const float *w, const float *bias, float *y, long h, long width,

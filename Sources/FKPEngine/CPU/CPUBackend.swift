@@ -32,6 +32,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public var name: String { "cpu (\(pool.count) thread\(pool.count == 1 ? "" : "s"))" }
     private let patches: WorkerBuffers
     private let partials: WorkerBuffers
+    /// A layer's weights packed as GEMM B panels, once per call for all its images.
+    private let packedWeights = WorkerBuffers(workers: 1)
     private let pools = PoolRecords()
 
     public init(threads: Int? = nil, kernels: CPUKernels = .best) {
@@ -99,25 +101,27 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let direct = directConvApplies(s)
         let kern = kernels.k, cout = s.outChannels
         let parts = imageParts(s.batch)
+        let packed = direct ? nil : packWeights(MatrixRef(wp, ld: cout), k: kk, n: cout)
         pool.parallelRanges(s.batch * parts) { worker, units in
-            let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             for u in units {
                 let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
                 if r1 <= r0 { continue }
                 let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
                 let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride + r0 * s.outWidth * cout
-                if direct {
+                if let packed {
+                    // y[P,Cout] = patches[P,K] . w[K,Cout] + b, ReLU
+                    convGemm(x: xi, shape: s, pixels: r0 * s.outWidth..<r1 * s.outWidth, w: packed, bias: bp, relu: relu,
+                             y: yi, scratch: self.pool.scratch[worker])
+                } else {
                     kern.conv3x3_c1_forward(xi + r0 * s.width, wp, bp, yi, r1 - r0 + 2, s.width, cout, relu ? 1 : 0)
-                    continue
                 }
-                let cols = cols!
-                im2col(xi, s, rows: r0..<r1, into: cols)
-                // y[P,Cout] = cols[P,K] . w[K,Cout] + b, ReLU
-                gemm(m: (r1 - r0) * s.outWidth, n: cout, k: kk, a: MatrixRef(cols, ld: kk),
-                     b: MatrixRef(wp, ld: cout), c: yi, ldc: cout, accumulate: false,
-                     scratch: self.pool.scratch[worker], bias: bp, relu: relu)
             }
         }
+    }
+
+    /// op(B)[k, n] packed whole into this backend's one buffer (valid until the next call).
+    private func packWeights(_ b: MatrixRef, k: Int, n: Int) -> PackedB {
+        packB(b, k: k, n: n, into: packedWeights.get(0, packedBCount(k: k, n: n)))
     }
 
     /// Parts each image's output rows are split into: 1 when there are images enough for every worker,
@@ -142,6 +146,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let direct = directConvApplies(s)
         let pooled = direct ? pooledGradient(dy, of: s) : nil
         let pooledStride = (s.outHeight / 2) * (s.outWidth / 2) * cout
+        // dcols[P,K] = dy[P,Cout] . w^T[Cout,K]: w^T packed once for every image
+        let packedT = dxa == nil || direct ? nil : packWeights(MatrixRef(wp, ld: cout, transposed: true), k: cout, n: kk)
         pool.parallelRanges(s.batch) { worker, images in
             let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             let part = self.partials.get(worker, wCount + cout)
@@ -175,7 +181,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                     // dcols[P,K] = dy[P,Cout] . w^T[Cout,K], then scattered back onto the image.
                     gemm(m: pixels, n: kk, k: cout, a: MatrixRef(dyi, ld: cout),
                          b: MatrixRef(wp, ld: cout, transposed: true), c: cols, ldc: kk, accumulate: false,
-                         scratch: self.pool.scratch[worker])
+                         scratch: self.pool.scratch[worker], packed: packedT)
                     col2im(cols, s, into: UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride)
                 }
             }

@@ -4,7 +4,10 @@
 // [K][MR], B into panels of NR = 16 columns laid out [K][16]; the micro-kernel (C target CKernels, one
 // per instruction set; MR = 6 with AVX2: 12 ymm accumulators) keeps an MR x 16 block of C in registers
 // and streams the two panels. Blocking over K (kc) keeps a B micro-panel in L1 and the A block in L2.
-// Each element of C is summed over k in the same order whatever MR, blocking or thread count.
+// A row-major (not transposed) A is not packed: its micro-kernel reads the MR rows in place, which for
+// the GEMMs of a convolution's forward pass (K = 128-256, N = 64-128) saved a copy of A that cost as much
+// as a third of the multiply-adds' time. Each element of C is summed over k in the same order whatever
+// MR, blocking, packing or thread count.
 
 import CKernels
 
@@ -20,6 +23,8 @@ public final class GemmScratch: @unchecked Sendable {
     var aPack: UnsafeMutablePointer<Float>
     var bPack: UnsafeMutablePointer<SIMD16<Float>>
     var bCapacity: Int  // in SIMD16 units
+    /// The MR row pointers handed to gemm_micro_rows.
+    let rows: UnsafeMutablePointer<UnsafePointer<Float>?>
 
     public init(kernels: CPUKernels = .best) {
         self.kernels = kernels
@@ -27,8 +32,9 @@ public final class GemmScratch: @unchecked Sendable {
         aPack = .allocate(capacity: mc * gemmKC)
         bCapacity = gemmKC * 64
         bPack = .allocate(capacity: bCapacity)
+        rows = .allocate(capacity: kernels.mr)
     }
-    deinit { aPack.deallocate(); bPack.deallocate() }
+    deinit { aPack.deallocate(); bPack.deallocate(); rows.deallocate() }
 
     func ensureB(_ n: Int) {
         if n > bCapacity { bPack.deallocate(); bPack = .allocate(capacity: n); bCapacity = n }
@@ -51,11 +57,29 @@ public struct MatrixRef {
     }
 }
 
+/// B packed whole (every K row, panels of 16 columns laid out [panel][K][16]) once for several GEMMs
+/// with the same right operand: a layer's weights over the images of a batch.
+public struct PackedB {
+    public let panels: UnsafePointer<SIMD16<Float>>
+    public let k, n: Int
+}
+
+/// Floats a PackedB of k x n takes.
+public func packedBCount(k: Int, n: Int) -> Int { (n + gemmNR - 1) / gemmNR * gemmNR * k }
+
+/// Packs op(B)[k, n] into `storage` (packedBCount(k:n:) floats, 64-byte aligned as Tensor data is).
+public func packB(_ b: MatrixRef, k: Int, n: Int, into storage: UnsafeMutablePointer<Float>) -> PackedB {
+    let panels = UnsafeMutableRawPointer(storage).assumingMemoryBound(to: SIMD16<Float>.self)
+    packB(b, rowStart: 0, kc: k, n: n, into: panels, panelStride: k)
+    return PackedB(panels: UnsafePointer(panels), k: k, n: n)
+}
+
 /// Single-threaded GEMM. `accumulate`: C += A.B instead of C = A.B. `bias` (N values, added once after
 /// the sum) and `relu` form the epilogue of the last K block, so C is not read again for them.
+/// `packed`: B already packed whole (then `b` is not read).
 public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
                  c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, scratch: GemmScratch,
-                 bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
+                 bias: UnsafePointer<Float>? = nil, relu: Bool = false, packed: PackedB? = nil) {
     if m == 0 || n == 0 { return }
     if k == 0 {
         for i in 0..<m {
@@ -65,34 +89,76 @@ public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
         }
         return
     }
+    precondition(packed == nil || (packed!.k == k && packed!.n == n), "packed B is \(packed!.k)x\(packed!.n), not \(k)x\(n)")
     let kern = scratch.kernels.k, mrK = kern.mr
     let nPanels = (n + gemmNR - 1) / gemmNR
+    let rows = scratch.rows
     var pc = 0
     while pc < k {
         let kc = min(gemmKC, k - pc)
         let acc = accumulate || pc > 0
         let last = pc + kc == k
-        scratch.ensureB(nPanels * kc)
-        packB(b, rowStart: pc, kc: kc, n: n, into: scratch.bPack)
+        // panel jp of this K block
+        let bBase: UnsafePointer<SIMD16<Float>>, bStride: Int
+        if let packed {
+            (bBase, bStride) = (packed.panels + pc, k)
+        } else {
+            scratch.ensureB(nPanels * kc)
+            packB(b, rowStart: pc, kc: kc, n: n, into: scratch.bPack, panelStride: kc)
+            (bBase, bStride) = (UnsafePointer(scratch.bPack), kc)
+        }
         var ic = 0
         while ic < m {
             let mc = min(scratch.mc, m - ic)
-            packA(a, rowStart: ic, mc: mc, colStart: pc, kc: kc, mr: mrK, into: scratch.aPack)
+            if a.transposed { packA(a, rowStart: ic, mc: mc, colStart: pc, kc: kc, mr: mrK, into: scratch.aPack) }
             let mPanels = (mc + mrK - 1) / mrK
             for jp in 0..<nPanels {
                 let j0 = jp * gemmNR
                 let nr = min(gemmNR, n - j0)
-                let bp = UnsafeRawPointer(scratch.bPack + jp * kc).assumingMemoryBound(to: Float.self)
+                let bp = UnsafeRawPointer(bBase + jp * bStride).assumingMemoryBound(to: Float.self)
                 let bj = last ? bias.map { $0 + j0 } : nil
                 for ip in 0..<mPanels {
-                    let i0 = ip * mrK
-                    kern.gemm_micro(kc, scratch.aPack + ip * kc * mrK, bp, c + (ic + i0) * ldc + j0, ldc,
-                                    min(mrK, mc - i0), nr, acc ? 1 : 0, bj, relu ? 1 : 0)
+                    let i0 = ip * mrK, used = min(mrK, mc - i0)
+                    let cp = c + (ic + i0) * ldc + j0
+                    if a.transposed {
+                        kern.gemm_micro(kc, scratch.aPack + ip * kc * mrK, bp, cp, ldc, used, nr, acc ? 1 : 0, bj, relu ? 1 : 0)
+                    } else {
+                        for r in 0..<mrK { rows[r] = a.base + (ic + i0 + min(r, used - 1)) * a.ld + pc }
+                        kern.gemm_micro_rows(kc, rows, kc, 0, bp, cp, ldc, used, nr, acc ? 1 : 0, bj, relu ? 1 : 0)
+                    }
                 }
             }
             ic += mc
         }
         pc += kc
+    }
+}
+
+/// One image's convolution output pixels `pixels` (indices oy * outWidth + ox) as a GEMM whose A rows are
+/// the patches read in place from the NHWC image x (no im2col: a patch is `kernel` runs of kernel*Cin
+/// contiguous floats, one per kernel row): y[p, Cout] = patch(p) . w + bias, ReLU. y points at the first
+/// pixel's output; w is packed whole ([k*k*Cin] x Cout). The sums are those of im2col + gemm.
+func convGemm(x: UnsafePointer<Float>, shape s: ConvShape, pixels: Range<Int>, w: PackedB,
+              bias: UnsafePointer<Float>, relu: Bool, y: UnsafeMutablePointer<Float>, scratch: GemmScratch) {
+    let kern = scratch.kernels.k, mr = kern.mr, rows = scratch.rows
+    let cout = s.outChannels, kk = s.patchSize, seg = s.kernel * s.inChannels, stride = s.width * s.inChannels
+    precondition(w.k == kk && w.n == cout, "packed weights \(w.k)x\(w.n) for \(s)")
+    let nPanels = (cout + gemmNR - 1) / gemmNR
+    var q = pixels.lowerBound
+    while q < pixels.upperBound {
+        let used = min(mr, pixels.upperBound - q)
+        for r in 0..<mr {
+            let p = q + min(r, used - 1)
+            rows[r] = x + ((p / s.outWidth) * s.width + p % s.outWidth) * s.inChannels
+        }
+        let yq = y + (q - pixels.lowerBound) * cout
+        for jp in 0..<nPanels {
+            let j0 = jp * gemmNR
+            let bp = UnsafeRawPointer(w.panels + jp * kk).assumingMemoryBound(to: Float.self)
+            kern.gemm_micro_rows(kk, rows, seg, stride, bp, yq + j0, cout, used, min(gemmNR, cout - j0), 0, bias + j0,
+                                 relu ? 1 : 0)
+        }
+        q += mr
     }
 }
 
@@ -119,6 +185,8 @@ public func gemmParallel(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
     }
 }
 
+/// Packs the transposed A's rows rowStart..<rowStart+mc, columns colStart..<colStart+kc into panels of
+/// gemmMR rows laid out [kc][gemmMR] (a row-major A is read in place instead).
 @inline(__always)
 private func packA(_ a: MatrixRef, rowStart: Int, mc: Int, colStart: Int, kc: Int, mr gemmMR: Int,
                    into dst: UnsafeMutablePointer<Float>) {
@@ -127,35 +195,24 @@ private func packA(_ a: MatrixRef, rowStart: Int, mc: Int, colStart: Int, kc: In
         let out = dst + ip * kc * gemmMR
         let i0 = rowStart + ip * gemmMR
         let rows = min(gemmMR, mc - ip * gemmMR)
-        if a.transposed {
-            // element (i, p) at base[p*ld + i]: rows of the panel are contiguous in memory.
-            for p in 0..<kc {
-                let src = a.base + (colStart + p) * a.ld + i0
-                let o = out + p * gemmMR
-                for r in 0..<rows { o[r] = src[r] }
-                for r in rows..<gemmMR { o[r] = 0 }
-            }
-        } else {
-            for r in 0..<gemmMR {
-                if r < rows {
-                    let src = a.base + (i0 + r) * a.ld + colStart
-                    for p in 0..<kc { out[p * gemmMR + r] = src[p] }
-                } else {
-                    for p in 0..<kc { out[p * gemmMR + r] = 0 }
-                }
-            }
+        // element (i, p) at base[p*ld + i]: rows of the panel are contiguous in memory.
+        for p in 0..<kc {
+            let src = a.base + (colStart + p) * a.ld + i0
+            let o = out + p * gemmMR
+            for r in 0..<rows { o[r] = src[r] }
+            for r in rows..<gemmMR { o[r] = 0 }
         }
     }
 }
 
 @inline(__always)
 private func packB(_ b: MatrixRef, rowStart: Int, kc: Int, n: Int,
-                   into dst: UnsafeMutablePointer<SIMD16<Float>>) {
+                   into dst: UnsafeMutablePointer<SIMD16<Float>>, panelStride: Int) {
     let panels = (n + gemmNR - 1) / gemmNR
     for jp in 0..<panels {
         let j0 = jp * gemmNR
         let cols = min(gemmNR, n - j0)
-        let out = dst + jp * kc
+        let out = dst + jp * panelStride
         if !b.transposed {
             // element (p, j) at base[p*ld + j]: 16 consecutive columns are one vector load.
             if cols == gemmNR {
