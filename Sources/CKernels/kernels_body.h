@@ -57,10 +57,11 @@ static void FKP_FN(gemm_micro)(long kc, const float *a, const float *b, float *c
     FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);
 }
 
-// The same sums with A read in place: no packing pass over A (for a convolution, no im2col either).
+// The same sums with A read in place: no packing pass over A (for a convolution, no im2col either); B is
+// a packed panel (ldb = 16) or 16 columns of a row-major matrix read in place (ldb = its row length).
 // Summed over p in the same order as gemm_micro, so both give the same bits.
 static void FKP_FN(gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b,
-                                    float *c, long ldc, long mr_used, long nr_used, int accumulate,
+                                    long ldb, float *c, long ldc, long mr_used, long nr_used, int accumulate,
                                     const float *bias, int relu) {
     v16 acc[FKP_MR];
     const float *r[FKP_MR];
@@ -68,13 +69,24 @@ static void FKP_FN(gemm_micro_rows)(long kc, const float *const *rows, long seg,
         acc[i] = (v16){0};
         r[i] = rows[i];
     }
-    const v16u *bp = (const v16u *)b;
+    const float *bp = b;
     for (long s0 = 0; s0 < kc; s0 += seg) {
-        for (long p = 0; p < seg; p++) {
-            v16 bv = bp[p];
-            for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
+        if (ldb == 16) {
+            for (long p = 0; p < seg; p++) {
+                v16 bv = *(const v16u *)(bp + p * 16);
+                for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
+            }
+        } else {
+            // B's rows in place are one or two lines per page: the hardware prefetcher, which stops at
+            // page boundaries, does not follow them, so ask for the rows 32 ahead (about the memory latency at 6 cycles a row).
+            for (long p = 0; p < seg; p++) {
+                __builtin_prefetch(bp + (p + 32) * ldb);
+                __builtin_prefetch(bp + (p + 32) * ldb + 15);
+                v16 bv = *(const v16u *)(bp + p * ldb);
+                for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
+            }
         }
-        bp += seg;
+        bp += seg * ldb;
         for (int i = 0; i < FKP_MR; i++) r[i] += stride;
     }
     FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);
@@ -108,6 +120,42 @@ static void FKP_FN(conv3x3_c1_forward)(const float *x, const float *w, const flo
                 a += r2[ox] * t[6]; a += r2[ox + 1] * t[7]; a += r2[ox + 2] * t[8];
                 if (relu) a = (vn)((vni)a & ~(vni)(a < 0));
                 *(vnu *)(out + ox * cout) = a;
+            }
+        }
+    }
+}
+
+// The same convolution with the 2x2 max-pool of its output in one pass (prediction): only the pooled
+// rows are written, a quarter of the convolution's output, which is what made conv1 store-bound. Each
+// value is summed as conv3x3_c1_forward sums it and the window's maximum is taken in maxpool2_forward's
+// order, so the result has the two ops' bits. h is the input rows given (2 * pooled rows + 2).
+static void FKP_FN(conv3x3_c1_pool_forward)(const float *x, const float *w, const float *bias, float *y, long h,
+                                            long width, long cout, int relu) {
+    long ph = (h - 2) / 2, pw = (width - 2) / 2;
+    for (long g = 0; g < cout; g += FKP_VW) {
+        vn t[9];
+        for (int k = 0; k < 9; k++) t[k] = *(const vnu *)(w + k * cout + g);
+        vn bv = *(const vnu *)(bias + g);
+        for (long py = 0; py < ph; py++) {
+            const float *rows[4];
+            for (int r = 0; r < 4; r++) rows[r] = x + (2 * py + r) * width;
+            float *out = y + py * pw * cout + g;
+            for (long px = 0; px < pw; px++) {
+                vn v[4];  // (0,0) (0,1) (1,0) (1,1) of the window
+                for (int q = 0; q < 4; q++) {
+                    const float *r0 = rows[q >> 1], *r1 = rows[(q >> 1) + 1], *r2 = rows[(q >> 1) + 2];
+                    long ox = 2 * px + (q & 1);
+                    vn a = bv;
+                    a += r0[ox] * t[0]; a += r0[ox + 1] * t[1]; a += r0[ox + 2] * t[2];
+                    a += r1[ox] * t[3]; a += r1[ox + 1] * t[4]; a += r1[ox + 2] * t[5];
+                    a += r2[ox] * t[6]; a += r2[ox + 1] * t[7]; a += r2[ox + 2] * t[8];
+                    if (relu) a = (vn)((vni)a & ~(vni)(a < 0));
+                    v[q] = a;
+                }
+                vni top = (vni)(v[0] >= v[1]), bottom = (vni)(v[2] >= v[3]);
+                vni m1 = ((vni)v[0] & top) | ((vni)v[1] & ~top), m2 = ((vni)v[2] & bottom) | ((vni)v[3] & ~bottom);
+                vni first = (vni)((vn)m1 >= (vn)m2);
+                *(vnu *)(out + px * cout) = (vn)((m1 & first) | (m2 & ~first));
             }
         }
     }
@@ -279,6 +327,7 @@ static const fkp_kernels FKP_FN(fkp_set) = {
     .gemm_micro = FKP_FN(gemm_micro),
     .gemm_micro_rows = FKP_FN(gemm_micro_rows),
     .conv3x3_c1_forward = FKP_FN(conv3x3_c1_forward),
+    .conv3x3_c1_pool_forward = FKP_FN(conv3x3_c1_pool_forward),
     .conv3x3_c1_weight_grad = FKP_FN(conv3x3_c1_weight_grad),
     .conv3x3_c1_weight_grad_pooled = FKP_FN(conv3x3_c1_weight_grad_pooled),
     .conv3x3_c1_input_grad = FKP_FN(conv3x3_c1_input_grad),

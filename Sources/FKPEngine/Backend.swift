@@ -22,6 +22,8 @@ public struct ConvShape: Sendable, Equatable, CustomStringConvertible {
     public var weightCount: Int { patchSize * outChannels }
     /// Multiply-adds of the forward pass.
     public var macs: Int { batch * outHeight * outWidth * patchSize * outChannels }
+    /// The 2x2 max-pool over this convolution's output.
+    public var pooled: PoolShape { PoolShape(batch: batch, height: outHeight, width: outWidth, channels: outChannels) }
     public var description: String {
         "conv \(kernel)x\(kernel) \(inChannels)->\(outChannels) on \(batch)x\(height)x\(width)"
     }
@@ -58,6 +60,10 @@ public protocol Backend: AnyObject {
     /// y[B,Ho,Wo,Cout] = conv(x[B,H,W,Cin], w[k,k,Cin,Cout]) + b[Cout], then ReLU if asked.
     func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                      shape: ConvShape, relu: Bool)
+    /// y = 2x2 max-pool of the convolution's output, for prediction (no gradient will be asked for):
+    /// `convOutput` (the convolution's own output buffer) may be left unwritten or used as scratch.
+    func convPoolForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, convOutput: DeviceBuffer, y: DeviceBuffer,
+                         shape: ConvShape, relu: Bool)
     /// dw, db and (when given) dx of a convolution; dy is already ReLU-masked.
     func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                       dw: DeviceBuffer, db: DeviceBuffer, shape: ConvShape)
@@ -94,6 +100,13 @@ public protocol Backend: AnyObject {
 
 extension Backend {
     public func check() throws {}
+
+    /// The two ops one after the other (a backend without a fused kernel).
+    public func convPoolForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, convOutput: DeviceBuffer, y: DeviceBuffer,
+                                shape s: ConvShape, relu: Bool) {
+        convForward(x: x, w: w, b: b, y: convOutput, shape: s, relu: relu)
+        maxPoolForward(x: convOutput, y: y, shape: s.pooled)
+    }
 
     public func write(_ tensor: Tensor, to buffer: DeviceBuffer) {
         write(UnsafeBufferPointer(tensor.buffer), to: buffer, offset: 0)

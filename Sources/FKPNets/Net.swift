@@ -64,8 +64,10 @@ public final class Net {
         outputGradient = backend.makeBuffer(count: maxBatch * architecture.outputs)
     }
 
-    /// The same net (weights copied, same trainability) with buffers for `maxBatch` images.
-    public func resized(maxBatch: Int) -> Net {
+    /// The same net (weights copied; the same trainability unless `trainable` says) with buffers for
+    /// `maxBatch` images.
+    public func resized(maxBatch: Int, trainable: Bool? = nil) -> Net {
+        let trainable = trainable ?? self.trainable
         let net = Net(architecture, backend: backend, maxBatch: maxBatch, trainable: trainable)
         for (p, q) in zip(parameters, net.parameters) {
             backend.download(p.value).withUnsafeBufferPointer { backend.write($0, to: q.value, offset: 0) }
@@ -93,13 +95,27 @@ public final class Net {
         }
     }
 
-    /// Runs the net on the first `batch` images already in `input`; the result is in `output`.
+    /// Runs the net on the first `batch` images already in `input`; the result is in `output`. In a net
+    /// built for prediction only, a convolution followed by a max-pool runs as one op (the backend's
+    /// convPoolForward) and leaves the convolution's output unwritten: no gradient can follow to read it.
     public func forward(batch: Int, training: Bool) {
         precondition(batch > 0 && batch <= maxBatch, "batch \(batch) outside 1...\(maxBatch)")
         var x = input
-        for layer in layers {
+        var i = 0
+        while i < layers.count {
+            if !trainable, let conv = layers[i] as? ConvLayer, i + 1 < layers.count, let pool = layers[i + 1] as? MaxPoolLayer {
+                timed("\(conv.name)+\(pool.name) forward") {
+                    backend.convPoolForward(x: x, w: conv.weight.value, b: conv.bias.value, convOutput: conv.output,
+                                            y: pool.output, shape: conv.shape(batch: batch), relu: true)
+                }
+                x = pool.output
+                i += 2
+                continue
+            }
+            let layer = layers[i]
             timed("\(layer.name) forward") { layer.forward(x, batch: batch, training: training) }
             x = layer.output
+            i += 1
         }
     }
 

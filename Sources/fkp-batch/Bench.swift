@@ -56,9 +56,12 @@ struct Bench: ParsableCommand {
                 let epoch = Statistics.median((0..<`repeat`).map { _ in
                     seconds { _ = try? trainer.runEpoch(); backend.synchronize() }
                 })
-                let infer = Statistics.median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: net, images: x) } })
+                // inference with a copy built for prediction only, as predict and annotate build theirs
+                let predictor = net.resized(maxBatch: net.maxBatch, trainable: false)
+                _ = predictKeypoints(net: predictor, images: x)  // warm-up
+                let infer = Statistics.median((0..<`repeat`).map { _ in seconds { _ = predictKeypoints(net: predictor, images: x) } })
                 let ips1 = batch1Images > 0 ? batch1Speed(net, x) : nil
-                if profile { printProfile(model, net, trainer, images: x) }
+                if profile { printProfile(model, net, predictor, trainer, images: x) }
                 let flopPerImage = 2.0 * Double(net.forwardMACs)
                 let trainGF = 3 * flopPerImage * Double(images) / epoch / 1e9
                 let ips = Double(images) / infer
@@ -82,9 +85,13 @@ struct Bench: ParsableCommand {
     /// Images per second predicting the first --batch1-images images one at a time, with a copy of the
     /// net built for one image and prediction only.
     func batch1Speed(_ net: Net, _ x: Tensor) -> Double {
-        let single = Net(net.architecture, backend: net.backend, maxBatch: 1, trainable: false)
-        for (p, q) in zip(net.parameters, single.parameters) {
-            net.backend.download(p.value).withUnsafeBufferPointer { net.backend.write($0, to: q.value, offset: 0) }
+        let single = net.resized(maxBatch: 1, trainable: false)
+        defer {
+            if profile {
+                single.profile = [:]
+                _ = predictKeypoints(net: single, images: x)
+                report("batch-1 inference of the \(x.shape[0]) images by layer", single.profile!)
+            }
         }
         let n = min(batch1Images, x.shape[0])
         let first = Tensor(shape: [n, x.shape[1]])
@@ -94,14 +101,15 @@ struct Bench: ParsableCommand {
         return Double(n) / t
     }
 
-    func printProfile(_ model: String, _ net: Net, _ trainer: Trainer, images: Tensor) {
+    func printProfile(_ model: String, _ net: Net, _ predictor: Net, _ trainer: Trainer, images: Tensor) {
         net.profile = [:]
         _ = try? trainer.runEpoch()
         report("\(model): one epoch by layer and pass", net.profile!)
-        net.profile = [:]
-        _ = predictKeypoints(net: net, images: images)
-        report("\(model): inference of the \(images.shape[0]) images at batch \(net.maxBatch) by layer", net.profile!)
         net.profile = nil
+        predictor.profile = [:]
+        _ = predictKeypoints(net: predictor, images: images)
+        report("\(model): inference of the \(images.shape[0]) images at batch \(predictor.maxBatch) by layer", predictor.profile!)
+        predictor.profile = nil
     }
 
     func report(_ title: String, _ profile: [String: Double]) {

@@ -13,7 +13,8 @@ final class CPUOpsTests: XCTestCase {
         for kernels in CPUKernels.supported {
             var rng = Xoshiro(seed: 1)
             let pool = WorkerPool(threads: 2, kernels: kernels)
-            for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40), (200, 40, 600)] {
+            for (m, n, k) in [(1, 1, 1), (7, 13, 5), (8, 16, 256), (9, 17, 257), (33, 70, 300), (130, 5, 3), (3, 600, 40), (200, 40, 600),
+                              (2, 37, 300), (5, 500, 1000)] {  // few rows: B read in place
                 for ta in [false, true] { for tb in [false, true] {
                     let a = Check.random(m * k, &rng), b = Check.random(k * n, &rng)
                     let want = Reference.gemm(m, n, k, a, ta: ta, b, tb: tb)
@@ -118,6 +119,33 @@ final class CPUOpsTests: XCTestCase {
                 } } }
                 if s.patchSize <= 256 {  // one K block: the same sums in the same order
                     XCTAssertEqual(got.map(\.bitPattern), explicit.map(\.bitPattern), "\(kernels.name) \(s)")
+                }
+            }
+        }
+    }
+
+    /// Prediction runs a convolution and the max-pool after it as one op: the same bits as the two ops,
+    /// for the direct kernel (grey 3x3) and the GEMM path, one image split across workers or several,
+    /// and a convolution output with an odd row and column (dropped by the pool).
+    func testConvPoolForwardHasTheBitsOfTheTwoOps() {
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 23)
+            let backend = CPUBackend(threads: 2, kernels: kernels)
+            for s in [ConvShape(batch: 1, height: 12, width: 10, inChannels: 1, outChannels: 32, kernel: 3),
+                      ConvShape(batch: 3, height: 11, width: 13, inChannels: 1, outChannels: 16, kernel: 3),
+                      ConvShape(batch: 1, height: 10, width: 12, inChannels: 6, outChannels: 20, kernel: 2),
+                      ConvShape(batch: 3, height: 8, width: 9, inChannels: 32, outChannels: 64, kernel: 2)] {
+                let x = backend.buffer(Check.random(s.inputCount, &rng)), w = backend.buffer(Check.random(s.weightCount, &rng))
+                let b = backend.buffer(Check.random(s.outChannels, &rng))
+                for relu in [false, true] {
+                    let conv = backend.makeBuffer(count: s.outputCount), want = backend.makeBuffer(count: s.pooled.outputCount)
+                    backend.convForward(x: x, w: w, b: b, y: conv, shape: s, relu: relu)
+                    backend.maxPoolForward(x: conv, y: want, shape: s.pooled)
+                    let got = backend.makeBuffer(count: s.pooled.outputCount)
+                    backend.convPoolForward(x: x, w: w, b: b, convOutput: backend.makeBuffer(count: s.outputCount), y: got,
+                                            shape: s, relu: relu)
+                    XCTAssertEqual(backend.download(got).map(\.bitPattern), backend.download(want).map(\.bitPattern),
+                                   "\(kernels.name) \(s) relu=\(relu)")
                 }
             }
         }

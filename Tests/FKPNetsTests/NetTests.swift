@@ -19,6 +19,29 @@ final class NetTests: XCTestCase {
         XCTAssertEqual(net2.forwardMACs, 43_747_752)
     }
 
+    /// A net built for prediction fuses each convolution with the max-pool after it; a trainable one keeps
+    /// the convolution's output for the backward pass. net2 has no dropout, so both give the same output,
+    /// bit for bit, for a batch of one or several.
+    func testPredictionNetFusesConvAndPoolWithTheSameBits() {
+        for batch in [1, 3] {
+            let net = Net(.net2(), backend: cpu, maxBatch: batch)
+            net.initialise(seed: 5)
+            let predictor = net.resized(maxBatch: batch, trainable: false)
+            XCTAssertFalse(predictor.trainable)
+            var rng = Xoshiro(seed: 6)
+            let x = Tensor(shape: [batch * net.inputSize])
+            for i in 0..<x.count { x[i] = rng.nextFloat() }
+            cpu.write(x, to: net.input)
+            cpu.write(x, to: predictor.input)
+            net.forward(batch: batch, training: false)
+            predictor.profile = [:]
+            predictor.forward(batch: batch, training: false)
+            XCTAssertEqual(cpu.download(predictor.output).map(\.bitPattern), cpu.download(net.output).map(\.bitPattern), "batch \(batch)")
+            XCTAssertEqual(Set(predictor.profile!.keys), ["conv1+pool1 forward", "conv2+pool2 forward", "conv3+pool3 forward",
+                                                          "hidden4 forward", "hidden5 forward", "output forward"])
+        }
+    }
+
     func testGlorotUniformInitialisation() {
         let net = Net(.net1(), backend: cpu, maxBatch: 1)
         net.initialise(seed: 3)

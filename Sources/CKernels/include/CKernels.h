@@ -21,12 +21,18 @@ typedef struct {
     /// rows[i][(p / seg) * stride + p % seg] (kc a multiple of seg; seg = kc for a plain row-major matrix,
     /// seg = k*Cin and stride = W*Cin for the patch under an output pixel of a k x k convolution over NHWC).
     /// rows holds mr pointers; those past mr_used are read but not stored (point them at a valid row).
-    void (*gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b, float *c,
-                            long ldc, long mr_used, long nr_used, int accumulate, const float *bias, int relu);
+    /// Row p of B is the 16 floats at b + p * ldb (a packed panel: ldb = 16; a row-major matrix read in
+    /// place: ldb = its row length, all 16 columns inside it).
+    void (*gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b, long ldb,
+                            float *c, long ldc, long mr_used, long nr_used, int accumulate, const float *bias,
+                            int relu);
     /// 3x3 convolution of a one-channel image x[h][w] into y[h-2][w-2][cout] (+ bias, ReLU if asked);
     /// cout a multiple of 16.
     void (*conv3x3_c1_forward)(const float *x, const float *w, const float *bias, float *y, long h, long width,
                                long cout, int relu);
+    /// The same followed by the 2x2 max-pool, writing only y[(h-2)/2][(w-2)/2][cout] (h: input rows given).
+    void (*conv3x3_c1_pool_forward)(const float *x, const float *w, const float *bias, float *y, long h, long width,
+                                    long cout, int relu);
     /// dw[9][cout] += sum over pixels of x[pixel + tap] * dy[pixel]; db[cout] += sum of dy (one image).
     void (*conv3x3_c1_weight_grad)(const float *x, const float *dy, float *dw, float *db, long h, long width,
                                    long cout);

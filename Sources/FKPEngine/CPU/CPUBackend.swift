@@ -119,6 +119,38 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
+    public func convPoolForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, convOutput: DeviceBuffer, y: DeviceBuffer,
+                                shape s: ConvShape, relu: Bool) {
+        pools.wrote(convOutput); pools.wrote(y)
+        let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
+        let wp = ptr(w), bp = ptr(b)
+        let cout = s.outChannels, ph = s.outHeight / 2, pw = s.outWidth / 2
+        let inStride = s.height * s.width * s.inChannels, outStride = ph * pw * cout
+        let kern = kernels.k
+        let packed = directConvApplies(s) ? nil : packWeights(MatrixRef(wp, ld: cout), k: s.patchSize, n: cout)
+        let parts = imageParts(s.batch)
+        pool.parallelRanges(s.batch * parts) { worker, units in
+            // two convolution rows at a time, pooled while they are in L1
+            let rows = packed == nil ? nil : self.patches.get(worker, 2 * s.outWidth * cout)
+            for u in units {
+                let n = u / parts, r0 = ph * (u % parts) / parts, r1 = ph * (u % parts + 1) / parts
+                if r1 <= r0 { continue }
+                let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
+                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
+                guard let packed, let rows else {
+                    kern.conv3x3_c1_pool_forward(xi + 2 * r0 * s.width, wp, bp, yi + r0 * pw * cout, 2 * (r1 - r0) + 2,
+                                                 s.width, cout, relu ? 1 : 0)
+                    continue
+                }
+                for py in r0..<r1 {
+                    convGemm(x: xi, shape: s, pixels: 2 * py * s.outWidth..<(2 * py + 2) * s.outWidth, w: packed, bias: bp,
+                             relu: relu, y: rows, scratch: self.pool.scratch[worker])
+                    kern.maxpool2_forward(rows, yi + py * pw * cout, nil, 2, s.outWidth, cout)
+                }
+            }
+        }
+    }
+
     /// op(B)[k, n] packed whole into this backend's one buffer (valid until the next call).
     private func packWeights(_ b: MatrixRef, k: Int, n: Int) -> PackedB {
         packB(b, k: k, n: n, into: packedWeights.get(0, packedBCount(k: k, n: n)))
@@ -201,7 +233,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     /// convolution's output shape (then dy is zero except at the recorded positions).
     private func pooledGradient(_ dy: DeviceBuffer, of s: ConvShape) -> (arg: UnsafePointer<UInt8>, y: UnsafePointer<Float>, dy: UnsafePointer<Float>)? {
         guard let routing = pools.routing(of: unsafeDowncast(dy, to: Tensor.self)), routing.masked,
-              routing.record.shape == PoolShape(batch: s.batch, height: s.outHeight, width: s.outWidth, channels: s.outChannels),
+              routing.record.shape == s.pooled,
               let py = routing.record.y, let pdy = routing.dy else { return nil }
         return (UnsafePointer(routing.record.arg), UnsafePointer(py.data), UnsafePointer(pdy.data))
     }
