@@ -92,6 +92,35 @@ static void FKP_FN(gemm_micro_rows)(long kc, const float *const *rows, long seg,
     FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);
 }
 
+// A convolution's weight gradient without im2col or packing: C[i][j] (+)= sum over kc output pixels p of
+// a_p[i] * b_p[j], a_p the mr patch values at a (one kernel row of the patch: contiguous floats of the
+// input image), b_p the 16 output-gradient channels at b + p * b_step. a moves a_step per pixel and
+// a_skip more where an output row ends (after `first` pixels, then every `run`). Summed over p in order,
+// as the GEMM over im2col's columns sums them.
+static void FKP_FN(gemm_micro_outer)(long kc, const float *a, long a_step, long a_skip, long first, long run,
+                                     const float *b, long b_step, float *c, long ldc, long mr_used, int accumulate) {
+    v16 acc[FKP_MR];
+    for (int i = 0; i < FKP_MR; i++) acc[i] = (v16){0};
+    long left = first;
+    if (mr_used == FKP_MR) {
+        for (long p = 0; p < kc; p++) {
+            v16 bv = *(const v16u *)(b + p * b_step);
+            for (int i = 0; i < FKP_MR; i++) acc[i] += a[i] * bv;
+            a += a_step;
+            if (--left == 0) { a += a_skip; left = run; }
+        }
+    } else {
+        // a partial tile reads only its own rows (the ones past it may lie outside the image)
+        for (long p = 0; p < kc; p++) {
+            v16 bv = *(const v16u *)(b + p * b_step);
+            for (long i = 0; i < mr_used; i++) acc[i] += a[i] * bv;
+            a += a_step;
+            if (--left == 0) { a += a_skip; left = run; }
+        }
+    }
+    FKP_FN(gemm_store)(acc, c, ldc, mr_used, 16, accumulate, 0, 0);
+}
+
 // The direct 3x3 kernels work on groups of FKP_VW channels, one register each, so the 9 taps (or 10
 // sums) and the accumulator fit the register file of every set.
 typedef float FKP_FN(vn) __attribute__((vector_size(FKP_VW * 4)));
@@ -326,6 +355,7 @@ static const fkp_kernels FKP_FN(fkp_set) = {
     .mr = FKP_MR,
     .gemm_micro = FKP_FN(gemm_micro),
     .gemm_micro_rows = FKP_FN(gemm_micro_rows),
+    .gemm_micro_outer = FKP_FN(gemm_micro_outer),
     .conv3x3_c1_forward = FKP_FN(conv3x3_c1_forward),
     .conv3x3_c1_pool_forward = FKP_FN(conv3x3_c1_pool_forward),
     .conv3x3_c1_weight_grad = FKP_FN(conv3x3_c1_weight_grad),

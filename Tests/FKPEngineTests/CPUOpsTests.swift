@@ -375,6 +375,46 @@ final class CPUOpsTests: XCTestCase {
         }
     }
 
+    /// The weight gradient read in place (Cout a multiple of 16: no im2col, no packing) has the bits of
+    /// im2col^T . dy through the packed GEMM, with every kernel set, a patch run that is not a multiple of the
+    /// micro-tile's rows, and pixel blocks that start inside an output row.
+    func testConvWeightGradientInPlaceHasTheBitsOfIm2colGemm() {
+        for kernels in CPUKernels.supported {
+            var rng = Xoshiro(seed: 24)
+            let backend = CPUBackend(threads: 2, kernels: kernels)
+            for s in [ConvShape(batch: 3, height: 20, width: 19, inChannels: 5, outChannels: 32, kernel: 2),
+                      ConvShape(batch: 2, height: 9, width: 9, inChannels: 64, outChannels: 16, kernel: 2),
+                      ConvShape(batch: 1, height: 23, width: 23, inChannels: 3, outChannels: 48, kernel: 3)] {
+                let x = Check.random(s.inputCount, &rng), w = Check.random(s.weightCount, &rng)
+                let dy = Check.random(s.outputCount, &rng)
+                let dw = backend.makeBuffer(count: s.weightCount), db = backend.makeBuffer(count: s.outChannels)
+                backend.convBackward(x: backend.buffer(x), w: backend.buffer(w), dy: backend.buffer(dy), dx: nil, dw: dw, db: db, shape: s)
+                // the same per image through im2col and the packed GEMM, images in the workers' order
+                let (k, c, oh, ow) = (s.kernel, s.inChannels, s.outHeight, s.outWidth)
+                let perWorker = (0..<2).map { w in (s.batch * w / 2)..<(s.batch * (w + 1) / 2) }
+                var sums: [[Float]] = []
+                for images in perWorker where !images.isEmpty {
+                    var part = [Float](repeating: 0, count: s.weightCount)
+                    for n in images {
+                        var cols: [Float] = []
+                        for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
+                            cols.append(x[((n * s.height + oy + ky) * s.width + ox + kx) * c + ch])
+                        } } } } }
+                        let dyi = Array(dy[n * oh * ow * s.outChannels..<(n + 1) * oh * ow * s.outChannels])
+                        cols.withUnsafeBufferPointer { ap in dyi.withUnsafeBufferPointer { bp in part.withUnsafeMutableBufferPointer { cp in
+                            gemm(m: s.patchSize, n: s.outChannels, k: oh * ow, a: MatrixRef(ap.baseAddress!, ld: s.patchSize, transposed: true),
+                                 b: MatrixRef(bp.baseAddress!, ld: s.outChannels), c: cp.baseAddress!, ldc: s.outChannels,
+                                 accumulate: true, scratch: GemmScratch(kernels: kernels))
+                        } } }
+                    }
+                    sums.append(part)
+                }
+                let want = sums.dropFirst().reduce(sums[0]) { zip($0, $1).map { $0 + $1 } }
+                XCTAssertEqual(backend.download(dw).map(\.bitPattern), want.map(\.bitPattern), "\(kernels.name) \(s)")
+            }
+        }
+    }
+
     func testConvIsDeterministicAcrossRuns() {
         var rng = Xoshiro(seed: 9)
         let s = ConvShape(batch: 16, height: 12, width: 12, inChannels: 4, outChannels: 8, kernel: 2)

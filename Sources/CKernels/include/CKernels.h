@@ -26,6 +26,12 @@ typedef struct {
     void (*gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b, long ldb,
                             float *c, long ldc, long mr_used, long nr_used, int accumulate, const float *bias,
                             int relu);
+    /// A convolution's weight gradient block C[mr_used][16] (+)= sum over kc output pixels of a_p (x) b_p, read
+    /// in place: a_p = a[0..mr_used) (patch values, contiguous in the input image), a advancing a_step per
+    /// pixel and a_skip more after `first` pixels and then every `run` (output row ends); b_p = the 16 floats
+    /// at b + p * b_step (the output gradient's channels).
+    void (*gemm_micro_outer)(long kc, const float *a, long a_step, long a_skip, long first, long run, const float *b,
+                             long b_step, float *c, long ldc, long mr_used, int accumulate);
     /// 3x3 convolution of a one-channel image x[h][w] into y[h-2][w-2][cout] (+ bias, ReLU if asked);
     /// cout a multiple of 16.
     void (*conv3x3_c1_forward)(const float *x, const float *w, const float *bias, float *y, long h, long width,

@@ -203,11 +203,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                     continue
                 }
                 let cols = cols!
-                im2col(xi, s, into: cols)
                 // dw[K,Cout] += cols^T[K,P] . dy[P,Cout]
-                gemm(m: kk, n: cout, k: pixels, a: MatrixRef(cols, ld: kk, transposed: true),
-                     b: MatrixRef(dyi, ld: cout), c: part, ldc: cout, accumulate: true,
-                     scratch: self.pool.scratch[worker])
+                if cout % gemmNR == 0 {
+                    convWeightGrad(x: xi, dy: dyi, shape: s, dw: part, scratch: self.pool.scratch[worker])
+                } else {
+                    im2col(xi, s, into: cols)
+                    gemm(m: kk, n: cout, k: pixels, a: MatrixRef(cols, ld: kk, transposed: true),
+                         b: MatrixRef(dyi, ld: cout), c: part, ldc: cout, accumulate: true,
+                         scratch: self.pool.scratch[worker])
+                }
                 columnSums(dyi, rows: pixels, columns: cout, into: part + wCount, accumulate: true)
                 if let dxa {
                     // dcols[P,K] = dy[P,Cout] . w^T[Cout,K], then scattered back onto the image.

@@ -178,6 +178,36 @@ func convGemm(x: UnsafePointer<Float>, shape s: ConvShape, pixels: Range<Int>, w
     }
 }
 
+/// dw[K = k*k*Cin, Cout] += sum over one image's output pixels of patch(p) (x) dy(p): the weight gradient
+/// of a convolution as im2col^T . dy, with neither im2col nor packing (gemm_micro_outer reads patch runs
+/// from x and channel blocks from dy in place). Pixels are taken in blocks of gemmKC, each block's sum
+/// added to dw, as gemm sums them: the same bits. Needs Cout a multiple of 16 (whole 16-float rows of dy).
+func convWeightGrad(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, shape s: ConvShape,
+                    dw: UnsafeMutablePointer<Float>, scratch: GemmScratch) {
+    let kern = scratch.kernels.k, mr = kern.mr
+    let c = s.inChannels, cout = s.outChannels, seg = s.kernel * c, ow = s.outWidth
+    let pixels = s.outHeight * ow
+    precondition(cout % gemmNR == 0, "convWeightGrad needs Cout a multiple of 16, not \(cout)")
+    var pc = 0
+    while pc < pixels {
+        let kc = min(gemmKC, pixels - pc)
+        let oy = pc / ow, ox = pc % ow
+        for ky in 0..<s.kernel {
+            let a0 = x + ((oy + ky) * s.width + ox) * c
+            var t = 0
+            while t < seg {  // tiles stay inside one kernel row's run, where patch values are contiguous
+                let used = min(mr, seg - t), row = ky * seg + t
+                for j0 in stride(from: 0, to: cout, by: gemmNR) {
+                    kern.gemm_micro_outer(kc, a0 + t, c, (s.kernel - 1) * c, ow - ox, ow, dy + pc * cout + j0, cout,
+                                          dw + row * cout + j0, cout, used, 1)
+                }
+                t += mr
+            }
+        }
+        pc += kc
+    }
+}
+
 /// GEMM split by column blocks over `threads` workers (each with its own scratch). Deterministic:
 /// every element of C is computed by exactly one worker in the same order as the serial version.
 public func gemmParallel(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
