@@ -57,11 +57,10 @@ static void FKP_FN(gemm_micro)(long kc, const float *a, const float *b, float *c
     FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);
 }
 
-// The same sums with A read in place: no packing pass over A (for a convolution, no im2col either); B is
-// a packed panel (ldb = 16) or 16 columns of a row-major matrix read in place (ldb = its row length).
+// The same sums with A read in place: no packing pass over A (for a convolution, no im2col either).
 // Summed over p in the same order as gemm_micro, so both give the same bits.
 static void FKP_FN(gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b,
-                                    long ldb, float *c, long ldc, long mr_used, long nr_used, int accumulate,
+                                    float *c, long ldc, long mr_used, long nr_used, int accumulate,
                                     const float *bias, int relu) {
     v16 acc[FKP_MR];
     const float *r[FKP_MR];
@@ -69,24 +68,13 @@ static void FKP_FN(gemm_micro_rows)(long kc, const float *const *rows, long seg,
         acc[i] = (v16){0};
         r[i] = rows[i];
     }
-    const float *bp = b;
+    const v16u *bp = (const v16u *)b;
     for (long s0 = 0; s0 < kc; s0 += seg) {
-        if (ldb == 16) {
-            for (long p = 0; p < seg; p++) {
-                v16 bv = *(const v16u *)(bp + p * 16);
-                for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
-            }
-        } else {
-            // B's rows in place are one or two lines per page: the hardware prefetcher, which stops at
-            // page boundaries, does not follow them, so ask for the rows 32 ahead (about the memory latency at 6 cycles a row).
-            for (long p = 0; p < seg; p++) {
-                __builtin_prefetch(bp + (p + 32) * ldb);
-                __builtin_prefetch(bp + (p + 32) * ldb + 15);
-                v16 bv = *(const v16u *)(bp + p * ldb);
-                for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
-            }
+        for (long p = 0; p < seg; p++) {
+            v16 bv = bp[p];
+            for (int i = 0; i < FKP_MR; i++) acc[i] += r[i][p] * bv;
         }
-        bp += seg * ldb;
+        bp += seg;
         for (int i = 0; i < FKP_MR; i++) r[i] += stride;
     }
     FKP_FN(gemm_store)(acc, c, ldc, mr_used, nr_used, accumulate, bias, relu);

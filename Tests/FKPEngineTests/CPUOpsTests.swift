@@ -415,6 +415,40 @@ final class CPUOpsTests: XCTestCase {
         }
     }
 
+    /// Forward weights are packed once and kept while unchanged: writing the weight buffer, or a Nesterov
+    /// update of it, must make the next forward pass use the new values (dense and convolution).
+    func testPackedWeightsFollowEveryWriteOfTheWeights() {
+        var rng = Xoshiro(seed: 25)
+        let (batch, inputs, outputs) = (3, 40, 37)
+        let x = cpu.buffer(Check.random(batch * inputs, &rng)), b = cpu.buffer(Check.random(outputs, &rng))
+        let w = cpu.makeBuffer(count: inputs * outputs), y = cpu.makeBuffer(count: batch * outputs)
+        func dense(_ wv: [Float]) -> [Float] {
+            Reference.gemm(batch, outputs, inputs, cpu.download(x), ta: false, wv, tb: false).enumerated().map { $1 + cpu.download(b)[$0 % outputs] }
+        }
+        for _ in 0..<2 {
+            let wv = Check.random(inputs * outputs, &rng)
+            wv.withUnsafeBufferPointer { cpu.write($0, to: w, offset: 0) }
+            cpu.denseForward(x: x, w: w, b: b, y: y, batch: batch, inputs: inputs, outputs: outputs, relu: false)
+            XCTAssertLessThan(Check.normalisedError(cpu.download(y), dense(wv)), 1e-5, "after a write")
+        }
+        let g = Check.random(inputs * outputs, &rng), v = cpu.makeBuffer(count: inputs * outputs)
+        let before = cpu.download(w)
+        cpu.nesterovUpdate(parameter: w, gradient: cpu.buffer(g), velocity: v, count: inputs * outputs, learningRate: 0.5, momentum: 0.9)
+        XCTAssertNotEqual(cpu.download(w), before)
+        cpu.denseForward(x: x, w: w, b: b, y: y, batch: batch, inputs: inputs, outputs: outputs, relu: false)
+        XCTAssertLessThan(Check.normalisedError(cpu.download(y), dense(cpu.download(w))), 1e-5, "after an update")
+
+        let s = ConvShape(batch: 2, height: 6, width: 7, inChannels: 3, outChannels: 16, kernel: 2)
+        let cx = Check.random(s.inputCount, &rng), cb = Check.random(s.outChannels, &rng)
+        let cw = cpu.makeBuffer(count: s.weightCount), cy = cpu.makeBuffer(count: s.outputCount)
+        for _ in 0..<2 {
+            let wv = Check.random(s.weightCount, &rng)
+            wv.withUnsafeBufferPointer { cpu.write($0, to: cw, offset: 0) }
+            cpu.convForward(x: cpu.buffer(cx), w: cw, b: cpu.buffer(cb), y: cy, shape: s, relu: false)
+            XCTAssertLessThan(Check.normalisedError(cpu.download(cy), Reference.conv(cx, wv, cb, s, relu: false)), 1e-5)
+        }
+    }
+
     func testConvIsDeterministicAcrossRuns() {
         var rng = Xoshiro(seed: 9)
         let s = ConvShape(batch: 16, height: 12, width: 12, inChannels: 4, outChannels: 8, kernel: 2)

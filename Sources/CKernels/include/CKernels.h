@@ -21,11 +21,8 @@ typedef struct {
     /// rows[i][(p / seg) * stride + p % seg] (kc a multiple of seg; seg = kc for a plain row-major matrix,
     /// seg = k*Cin and stride = W*Cin for the patch under an output pixel of a k x k convolution over NHWC).
     /// rows holds mr pointers; those past mr_used are read but not stored (point them at a valid row).
-    /// Row p of B is the 16 floats at b + p * ldb (a packed panel: ldb = 16; a row-major matrix read in
-    /// place: ldb = its row length, all 16 columns inside it).
-    void (*gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b, long ldb,
-                            float *c, long ldc, long mr_used, long nr_used, int accumulate, const float *bias,
-                            int relu);
+    void (*gemm_micro_rows)(long kc, const float *const *rows, long seg, long stride, const float *b, float *c,
+                            long ldc, long mr_used, long nr_used, int accumulate, const float *bias, int relu);
     /// A convolution's weight gradient block C[mr_used][16] (+)= sum over kc output pixels of a_p (x) b_p, read
     /// in place: a_p = a[0..mr_used) (patch values, contiguous in the input image), a advancing a_step per
     /// pixel and a_skip more after `first` pixels and then every `run` (output row ends); b_p = the 16 floats

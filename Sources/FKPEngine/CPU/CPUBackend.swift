@@ -32,14 +32,23 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public var name: String { "cpu (\(pool.count) thread\(pool.count == 1 ? "" : "s"))" }
     private let patches: WorkerBuffers
     private let partials: WorkerBuffers
-    /// A layer's weights packed as GEMM B panels, once per call for all its images.
-    private let packedWeights = WorkerBuffers(workers: 1)
+    /// w^T of a convolution packed as GEMM B panels, once per backward call for all its images.
+    private let packedTransposed = WorkerBuffers(workers: 1)
+    /// Forward weights packed as GEMM B panels, while unchanged.
+    private let packs = PackedWeights()
     private let pools = PoolRecords()
 
     public init(threads: Int? = nil, kernels: CPUKernels = .best) {
         pool = WorkerPool(threads: threads, kernels: kernels)
         patches = WorkerBuffers(workers: pool.count)
         partials = WorkerBuffers(workers: pool.count)
+    }
+
+    /// Every op reports each buffer it writes, before writing: pool records and packed weights that read it
+    /// are stale.
+    @inline(__always) private func wrote(_ b: AnyObject) {
+        pools.wrote(b)
+        packs.wrote(b)
     }
 
     @inline(__always) func ptr(_ b: DeviceBuffer) -> UnsafeMutablePointer<Float> {
@@ -50,7 +59,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func write(_ source: UnsafeBufferPointer<Float>, to buffer: DeviceBuffer, offset: Int) {
         precondition(offset + source.count <= buffer.count, "write past the end of a buffer")
-        pools.wrote(buffer)
+        wrote(buffer)
         (ptr(buffer) + offset).update(from: source.baseAddress!, count: source.count)
     }
 
@@ -65,18 +74,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func denseForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                              batch: Int, inputs: Int, outputs: Int, relu: Bool) {
-        pools.wrote(y)
+        wrote(y)
         // x[B,K] . w[K,N] + b, ReLU
         gemmParallel(m: batch, n: outputs, k: inputs, a: MatrixRef(ptr(x), ld: inputs),
                      b: MatrixRef(ptr(w), ld: outputs), c: ptr(y), ldc: outputs, accumulate: false, pool: pool,
-                     bias: ptr(b), relu: relu)
+                     bias: ptr(b), relu: relu, packed: packed(w, k: inputs, n: outputs))
     }
 
     public func denseBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                               dw: DeviceBuffer, db: DeviceBuffer, batch: Int, inputs: Int, outputs: Int) {
         let dyp = ptr(dy)
-        pools.wrote(dw); pools.wrote(db)
-        if let dx { pools.wrote(dx) }
+        wrote(dw); wrote(db)
+        if let dx { wrote(dx) }
         // dw[K,N] = x^T[K,B] . dy[B,N]
         gemmParallel(m: inputs, n: outputs, k: batch, a: MatrixRef(ptr(x), ld: inputs, transposed: true),
                      b: MatrixRef(dyp, ld: outputs), c: ptr(dw), ldc: outputs, accumulate: false, pool: pool)
@@ -93,7 +102,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                             shape s: ConvShape, relu: Bool) {
-        pools.wrote(y)
+        wrote(y)
         let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
         let wp = ptr(w), bp = ptr(b)
         let pixels = s.outHeight * s.outWidth, kk = s.patchSize
@@ -101,7 +110,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let direct = directConvApplies(s)
         let kern = kernels.k, cout = s.outChannels
         let parts = imageParts(s.batch)
-        let packed = direct ? nil : packWeights(MatrixRef(wp, ld: cout), k: kk, n: cout)
+        let packed = direct ? nil : self.packed(w, k: kk, n: cout)
         pool.parallelRanges(s.batch * parts) { worker, units in
             for u in units {
                 let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
@@ -121,13 +130,13 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func convPoolForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, convOutput: DeviceBuffer, y: DeviceBuffer,
                                 shape s: ConvShape, relu: Bool) {
-        pools.wrote(convOutput); pools.wrote(y)
+        wrote(convOutput); wrote(y)
         let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y))
         let wp = ptr(w), bp = ptr(b)
         let cout = s.outChannels, ph = s.outHeight / 2, pw = s.outWidth / 2
         let inStride = s.height * s.width * s.inChannels, outStride = ph * pw * cout
         let kern = kernels.k
-        let packed = directConvApplies(s) ? nil : packWeights(MatrixRef(wp, ld: cout), k: s.patchSize, n: cout)
+        let packed = directConvApplies(s) ? nil : self.packed(w, k: s.patchSize, n: cout)
         let parts = imageParts(s.batch)
         pool.parallelRanges(s.batch * parts) { worker, units in
             // two convolution rows at a time, pooled while they are in L1
@@ -151,9 +160,9 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// op(B)[k, n] packed whole into this backend's one buffer (valid until the next call).
-    private func packWeights(_ b: MatrixRef, k: Int, n: Int) -> PackedB {
-        packB(b, k: k, n: n, into: packedWeights.get(0, packedBCount(k: k, n: n)))
+    /// Weights w[k, n] packed as GEMM B panels (cached while w is unchanged).
+    private func packed(_ w: DeviceBuffer, k: Int, n: Int) -> PackedB {
+        packs.packed(unsafeDowncast(w, to: Tensor.self), k: k, n: n, pool: pool)
     }
 
     /// Parts each image's output rows are split into: 1 when there are images enough for every worker,
@@ -164,8 +173,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
         let xa = UInt(bitPattern: ptr(x)), dya = UInt(bitPattern: ptr(dy))
-        pools.wrote(dw); pools.wrote(db)
-        if let dx { pools.wrote(dx) }
+        wrote(dw); wrote(db)
+        if let dx { wrote(dx) }
         let dxa = dx.map { UInt(bitPattern: ptr($0)) }
         let wp = ptr(w)
         let kern = kernels.k
@@ -179,7 +188,8 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let pooled = direct ? pooledGradient(dy, of: s) : nil
         let pooledStride = (s.outHeight / 2) * (s.outWidth / 2) * cout
         // dcols[P,K] = dy[P,Cout] . w^T[Cout,K]: w^T packed once for every image
-        let packedT = dxa == nil || direct ? nil : packWeights(MatrixRef(wp, ld: cout, transposed: true), k: cout, n: kk)
+        let packedT = dxa == nil || direct ? nil : packBParallel(MatrixRef(wp, ld: cout, transposed: true), k: cout, n: kk,
+                                                                 into: packedTransposed.get(0, packedBCount(k: cout, n: kk)), pool: pool)
         pool.parallelRanges(s.batch) { worker, images in
             let cols = direct ? nil : self.patches.get(worker, pixels * kk)
             let part = self.partials.get(worker, wCount + cout)
@@ -214,11 +224,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
                 }
                 columnSums(dyi, rows: pixels, columns: cout, into: part + wCount, accumulate: true)
                 if let dxa {
-                    // dcols[P,K] = dy[P,Cout] . w^T[Cout,K], then scattered back onto the image.
-                    gemm(m: pixels, n: kk, k: cout, a: MatrixRef(dyi, ld: cout),
-                         b: MatrixRef(wp, ld: cout, transposed: true), c: cols, ldc: kk, accumulate: false,
-                         scratch: self.pool.scratch[worker], packed: packedT)
-                    col2im(cols, s, into: UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride)
+                    // dcols[P,K] = dy[P,Cout] . w^T[Cout,K], then scattered back onto the image, a few output
+                    // rows at a time so that dcols is added while it is in L1 (not written out and read back).
+                    let dxi = UnsafeMutablePointer<Float>(bitPattern: dxa)! + n * inStride
+                    dxi.update(repeating: 0, count: inStride)
+                    let chunk = max(1, 192 / s.outWidth)
+                    for r0 in stride(from: 0, to: s.outHeight, by: chunk) {
+                        let rows = r0..<min(r0 + chunk, s.outHeight)
+                        gemm(m: rows.count * s.outWidth, n: kk, k: cout, a: MatrixRef(dyi + r0 * s.outWidth * cout, ld: cout),
+                             b: MatrixRef(wp, ld: cout, transposed: true), c: cols, ldc: kk, accumulate: false,
+                             scratch: self.pool.scratch[worker], packed: packedT)
+                        col2im(cols, s, rows: rows, into: dxi)
+                    }
                 }
             }
         }
@@ -245,7 +262,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     // MARK: pooling, activation, loss, update
 
     public func maxPoolForward(x: DeviceBuffer, y: DeviceBuffer, shape s: PoolShape) {
-        pools.wrote(y)
+        wrote(y)
         // Arg-max positions are recorded only for an input whose gradient has been asked for (training):
         // then the backward pass is a scatter that does not read x again.
         let arg = pools.recordForward(x: unsafeDowncast(x, to: Tensor.self), y: unsafeDowncast(y, to: Tensor.self), shape: s)
@@ -267,7 +284,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func maxPoolBackward(x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, shape s: PoolShape) {
-        pools.wrote(dx)
+        wrote(dx)
         let xt = unsafeDowncast(x, to: Tensor.self)
         var record = pools.record(for: xt, shape: s)
         if record == nil {
@@ -305,12 +322,12 @@ public final class CPUBackend: Backend, @unchecked Sendable {
             // dy came from a max-pool backward over y: only the recorded positions can be non-zero, and
             // y there is the pooled value, so the mask is a sparse pass over the pool's output.
             let r = routing.record
-            pools.wrote(dy)
+            wrote(dy)
             perImage(r.shape, kernels.k.maxpool2_relu_mask, arg: r.arg, pooled: py.data, full: dyt.data)
             pools.routed(dx: dyt, dy: pdy, by: r, masked: true)
             return
         }
-        pools.wrote(dy)
+        wrote(dy)
         let ya = UInt(bitPattern: ptr(y)), dya = UInt(bitPattern: ptr(dy))
         pool.parallelRanges(count, minChunk: 1 << 15) { _, range in
             let yp = UnsafeMutablePointer<Float>(bitPattern: ya)!, dyp = UnsafeMutablePointer<Float>(bitPattern: dya)!
@@ -319,12 +336,12 @@ public final class CPUBackend: Backend, @unchecked Sendable {
     }
 
     public func dropoutForward(x: DeviceBuffer, y: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
-        pools.wrote(y)
+        wrote(y)
         dropout(ptr(x), ptr(y), count: count, rate: rate, seed: seed)
     }
 
     public func dropoutBackward(dy: DeviceBuffer, dx: DeviceBuffer, count: Int, rate: Float, seed: UInt64) {
-        pools.wrote(dx)
+        wrote(dx)
         dropout(ptr(dy), ptr(dx), count: count, rate: rate, seed: seed)
     }
 
@@ -339,7 +356,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func mseLoss(prediction: DeviceBuffer, target: DeviceBuffer, grad: DeviceBuffer,
                         batch: Int, outputs: Int) -> Float {
-        pools.wrote(grad)
+        wrote(grad)
         let p = ptr(prediction), t = ptr(target), g = ptr(grad)
         let n = batch * outputs
         let scale = Float(2) / Float(n)
@@ -354,7 +371,7 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
     public func nesterovUpdate(parameter: DeviceBuffer, gradient: DeviceBuffer, velocity: DeviceBuffer,
                                count: Int, learningRate lr: Float, momentum m: Float) {
-        pools.wrote(parameter); pools.wrote(velocity)
+        wrote(parameter); wrote(velocity)
         let pa = UInt(bitPattern: ptr(parameter)), ga = UInt(bitPattern: ptr(gradient))
         let va = UInt(bitPattern: ptr(velocity))
         pool.parallelRanges(count, minChunk: 1 << 16) { _, range in
@@ -389,15 +406,15 @@ func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, rows: Range<Int>? = nil, 
     }
 }
 
-/// The adjoint of im2col: dx[H,W,Cin] = sum of the patch gradients over the pixels they came from.
+/// The adjoint of im2col for output rows `rows` (cols' first row is the first of them): dx[H,W,Cin] +=
+/// the patch gradients over the pixels they came from (the caller zeroes dx once per image).
 @inline(__always)
-func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, into dx: UnsafeMutablePointer<Float>) {
+func col2im(_ cols: UnsafePointer<Float>, _ s: ConvShape, rows: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
     let c = s.inChannels, k = s.kernel, kk = s.patchSize
     let run = k * c
-    dx.update(repeating: 0, count: s.height * s.width * c)
-    for oy in 0..<s.outHeight {
+    for oy in rows {
         for ox in 0..<s.outWidth {
-            let src = cols + (oy * s.outWidth + ox) * kk
+            let src = cols + ((oy - rows.lowerBound) * s.outWidth + ox) * kk
             for ky in 0..<k {
                 let d = dx + ((oy + ky) * s.width + ox) * c
                 let r = src + ky * run

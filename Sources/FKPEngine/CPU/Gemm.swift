@@ -14,10 +14,6 @@ import CKernels
 let gemmNR = 16
 let gemmKC = 256
 let gemmMC = 128
-/// K block when B is read in place: 64 rows of a dense layer's weights (500 columns: 128 KB) stay in L2
-/// while every column panel passes over them, so each line comes from memory once (net2's hidden4 at
-/// batch 1: 0.85 s with 256 rows, 0.80 with 64, for 256 images on one thread; memory-bound either way).
-let gemmKCInPlace = 64
 
 /// Per-worker packing buffers, grown on first use and then reused: no allocation in steady state.
 public final class GemmScratch: @unchecked Sendable {
@@ -78,6 +74,18 @@ public func packB(_ b: MatrixRef, k: Int, n: Int, into storage: UnsafeMutablePoi
     return PackedB(panels: UnsafePointer(panels), k: k, n: n)
 }
 
+/// The same with the panels shared out among the pool's workers.
+func packBParallel(_ b: MatrixRef, k: Int, n: Int, into storage: UnsafeMutablePointer<Float>, pool: WorkerPool) -> PackedB {
+    let panels = UnsafeMutableRawPointer(storage).assumingMemoryBound(to: SIMD16<Float>.self)
+    let count = (n + gemmNR - 1) / gemmNR, address = UInt(bitPattern: panels)
+    pool.parallelRanges(count, minChunk: max(1, (1 << 16) / max(k * gemmNR, 1))) { _, range in
+        let j0 = range.lowerBound * gemmNR, j1 = min(n, range.upperBound * gemmNR)
+        let out = UnsafeMutablePointer<SIMD16<Float>>(bitPattern: address)! + range.lowerBound * k
+        packB(b.offsetColumns(j0), rowStart: 0, kc: k, n: j1 - j0, into: out, panelStride: k)
+    }
+    return PackedB(panels: UnsafePointer(panels), k: k, n: n)
+}
+
 /// Single-threaded GEMM. `accumulate`: C += A.B instead of C = A.B. `bias` (N values, added once after
 /// the sum) and `relu` form the epilogue of the last K block, so C is not read again for them.
 /// `packed`: B already packed whole (then `b` is not read).
@@ -97,26 +105,15 @@ public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
     let kern = scratch.kernels.k, mrK = kern.mr
     let nPanels = (n + gemmNR - 1) / gemmNR
     let rows = scratch.rows
-    // Few rows of A (a batch of one to a few faces through a dense layer): each B panel is used by one
-    // micro-tile, so packing it would cost more than it saves; whole panels of a row-major B are read
-    // in place (only a partial last panel is packed, its 16-float rows would run past B's rows).
-    let bInPlace = packed == nil && !b.transposed && !a.transposed && m <= mrK
     var pc = 0
     while pc < k {
-        let kc = min(bInPlace ? gemmKCInPlace : gemmKC, k - pc)
+        let kc = min(gemmKC, k - pc)
         let acc = accumulate || pc > 0
         let last = pc + kc == k
         // panel jp of this K block
         let bBase: UnsafePointer<SIMD16<Float>>, bStride: Int
         if let packed {
             (bBase, bStride) = (packed.panels + pc, k)
-        } else if bInPlace {
-            scratch.ensureB(nPanels * kc)
-            (bBase, bStride) = (UnsafePointer(scratch.bPack), kc)
-            if n % gemmNR != 0 {
-                let j0 = (nPanels - 1) * gemmNR
-                packB(b.offsetColumns(j0), rowStart: pc, kc: kc, n: n - j0, into: scratch.bPack + (nPanels - 1) * kc, panelStride: kc)
-            }
         } else {
             scratch.ensureB(nPanels * kc)
             packB(b, rowStart: pc, kc: kc, n: n, into: scratch.bPack, panelStride: kc)
@@ -130,8 +127,7 @@ public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
             for jp in 0..<nPanels {
                 let j0 = jp * gemmNR
                 let nr = min(gemmNR, n - j0)
-                var bp = UnsafeRawPointer(bBase + jp * bStride).assumingMemoryBound(to: Float.self), ldb = gemmNR
-                if bInPlace && nr == gemmNR { (bp, ldb) = (b.base + pc * b.ld + j0, b.ld) }
+                let bp = UnsafeRawPointer(bBase + jp * bStride).assumingMemoryBound(to: Float.self)
                 let bj = last ? bias.map { $0 + j0 } : nil
                 for ip in 0..<mPanels {
                     let i0 = ip * mrK, used = min(mrK, mc - i0)
@@ -140,7 +136,7 @@ public func gemm(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
                         kern.gemm_micro(kc, scratch.aPack + ip * kc * mrK, bp, cp, ldc, used, nr, acc ? 1 : 0, bj, relu ? 1 : 0)
                     } else {
                         for r in 0..<mrK { rows[r] = a.base + (ic + i0 + min(r, used - 1)) * a.ld + pc }
-                        kern.gemm_micro_rows(kc, rows, kc, 0, bp, ldb, cp, ldc, used, nr, acc ? 1 : 0, bj, relu ? 1 : 0)
+                        kern.gemm_micro_rows(kc, rows, kc, 0, bp, cp, ldc, used, nr, acc ? 1 : 0, bj, relu ? 1 : 0)
                     }
                 }
             }
@@ -171,7 +167,7 @@ func convGemm(x: UnsafePointer<Float>, shape s: ConvShape, pixels: Range<Int>, w
         for jp in 0..<nPanels {
             let j0 = jp * gemmNR
             let bp = UnsafeRawPointer(w.panels + jp * kk).assumingMemoryBound(to: Float.self)
-            kern.gemm_micro_rows(kk, rows, seg, stride, bp, gemmNR, yq + j0, cout, used, min(gemmNR, cout - j0), 0, bias + j0,
+            kern.gemm_micro_rows(kk, rows, seg, stride, bp, yq + j0, cout, used, min(gemmNR, cout - j0), 0, bias + j0,
                                  relu ? 1 : 0)
         }
         q += mr
@@ -212,12 +208,12 @@ func convWeightGrad(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, shape s: 
 /// every element of C is computed by exactly one worker in the same order as the serial version.
 public func gemmParallel(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, pool: WorkerPool,
-                         bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
+                         bias: UnsafePointer<Float>? = nil, relu: Bool = false, packed: PackedB? = nil) {
     let panels = (n + gemmNR - 1) / gemmNR
     let workers = min(pool.count, panels)
     if workers <= 1 || m * n * k < 1 << 16 {
         gemm(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, scratch: pool.scratch[0],
-             bias: bias, relu: relu)
+             bias: bias, relu: relu, packed: packed)
         return
     }
     let cAddr = UInt(bitPattern: c)
@@ -227,7 +223,8 @@ public func gemmParallel(m: Int, n: Int, k: Int, a: MatrixRef, b: MatrixRef,
         if j1 <= j0 { return }
         let cc = UnsafeMutablePointer<Float>(bitPattern: cAddr)! + j0
         gemm(m: m, n: j1 - j0, k: k, a: a, b: b.offsetColumns(j0), c: cc, ldc: ldc,
-             accumulate: accumulate, scratch: pool.scratch[w], bias: bias.map { $0 + j0 }, relu: relu)
+             accumulate: accumulate, scratch: pool.scratch[w], bias: bias.map { $0 + j0 }, relu: relu,
+             packed: packed.map { PackedB(panels: $0.panels + p0 * k, k: k, n: j1 - j0) })
     }
 }
 
