@@ -98,10 +98,13 @@ static void FKP_FN(gemm_micro_outer)(long kc, const float *a, long a_step, long 
             if (--left == 0) { a += a_skip; left = run; }
         }
     } else {
-        // a partial tile reads only its own rows (the ones past it may lie outside the image)
+        // A partial tile reads only its own rows (the ones past it may lie outside the image): the rows
+        // beyond repeat its last one and are not stored, so the loop keeps its fixed shape.
+        long off[FKP_MR];
+        for (int i = 0; i < FKP_MR; i++) off[i] = i < mr_used ? i : mr_used - 1;
         for (long p = 0; p < kc; p++) {
             v16 bv = *(const v16u *)(b + p * b_step);
-            for (long i = 0; i < mr_used; i++) acc[i] += a[i] * bv;
+            for (int i = 0; i < FKP_MR; i++) acc[i] += a[off[i]] * bv;
             a += a_step;
             if (--left == 0) { a += a_skip; left = run; }
         }
