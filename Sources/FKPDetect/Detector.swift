@@ -51,9 +51,10 @@ public func detectFaces(in image: GrayImage, cascade: HaarCascade, parameters: D
 
 /// The same on 8-bit grey pixels (row-major, `width * height` bytes).
 public func detectFaces(gray8 pixels: [UInt8], width: Int, height: Int, cascade: HaarCascade,
-                        parameters: DetectionParameters = .init(), threads: Int = 2) -> [FaceBox] {
+                        parameters: DetectionParameters = .init(), threads: Int = 2,
+                        kernels: DetectKernels = .best) -> [FaceBox] {
     let raw = detectCandidates(gray8: pixels, width: width, height: height, cascade: cascade,
-                               parameters: parameters, threads: threads)
+                               parameters: parameters, threads: threads, kernels: kernels)
     let grouped = groupRectangles(raw, minNeighbors: parameters.minNeighbors, eps: 0.2)
     // OpenCV's clipObjects: intersect with the image, drop empty boxes.
     return grouped.compactMap { $0.clipped(width: width, height: height) }
