@@ -57,7 +57,7 @@ static const fkp_detect_kernels *follow_engine(void) {
     return strcmp(fkp_kernels_get()->name, "sse2") == 0 ? &fkp_detect_set_sse2 : &fkp_detect_set_avx2;
 }
 
-#else  // arm64 (FMA in the baseline) and anything else: one set
+#else  // arm64 (NEON is its baseline) and anything else: one set
 
 #define FKP_DSET base
 #define FKP_DNAME "base"
