@@ -111,69 +111,8 @@ static long FKP_DFN(scan_row)(const fkp_haar_cascade *c, const int32_t *p, const
     return found;
 }
 
-// One source row resized horizontally, in 1/2048 units (at most 255 x 2048: 32 bits hold it).
-FKP_DINLINE void FKP_DFN(hresize)(const uint8_t *s, long sw, long dw, const int32_t *xofs, const int32_t *alpha,
-                                  int32_t *out) {
-    for (long dx = 0; dx < dw; dx++) {
-        long o = xofs[dx];
-        long o1 = o + 1 < sw ? o + 1 : o;
-        int32_t a = alpha[dx];
-        out[dx] = (int32_t)s[o] * a + (int32_t)s[o1] * (2048 - a);
-    }
-}
-
-static void FKP_DFN(scaled_integral)(const uint8_t *src, long sw, long sh, long dw, long dh, const int32_t *xofs,
-                                     const int32_t *alpha, const int32_t *yofs, const int32_t *beta, int32_t *sum,
-                                     int64_t *sqsum, long stride, int32_t *row, int32_t *h0, int32_t *h1) {
-    for (long x = 0; x <= dw; x++) { sum[x] = 0; sqsum[x] = 0; }
-    long id0 = -1, id1 = -1;
-    for (long dy = 0; dy < dh; dy++) {
-        if (!xofs) {
-            for (long dx = 0; dx < dw; dx++) row[dx] = src[dy * sw + dx];
-        } else {
-            long r0 = yofs[dy], r1 = r0 + 1 < sh ? r0 + 1 : r0;
-            // Reuse horizontally resized rows from the previous output row.
-            if (id0 != r0) {
-                if (id1 == r0) {
-                    int32_t *t = h0; h0 = h1; h1 = t;
-                    id1 = id0; id0 = r0;
-                } else {
-                    FKP_DFN(hresize)(src + r0 * sw, sw, dw, xofs, alpha, h0);
-                    id0 = r0;
-                }
-            }
-            if (id1 != r1) {
-                if (r1 == r0) memcpy(h1, h0, (size_t)dw * sizeof *h1);
-                else FKP_DFN(hresize)(src + r1 * sw, sw, dw, xofs, alpha, h1);
-                id1 = r1;
-            }
-            // b0 h0 + b1 h1 <= 2048 x 255 x 2048 < 2^31: exact in 32 bits, so it vectorises.
-            uint32_t b0 = (uint32_t)beta[dy], b1 = 2048 - b0;
-            for (long dx = 0; dx < dw; dx++) {
-                row[dx] = (int32_t)((b0 * (uint32_t)h0[dx] + b1 * (uint32_t)h1[dx] + (1u << 21)) >> 22);
-            }
-        }
-        const uint32_t *prev = (const uint32_t *)sum + dy * stride;
-        uint32_t *cur = (uint32_t *)sum + (dy + 1) * stride;
-        const uint64_t *qprev = (const uint64_t *)sqsum + dy * stride;
-        uint64_t *qcur = (uint64_t *)sqsum + (dy + 1) * stride;
-        cur[0] = 0;
-        qcur[0] = 0;
-        // The sum wraps on huge images by design (see buildScaledIntegral); unsigned arithmetic wraps.
-        uint32_t acc = 0;
-        uint64_t qacc = 0;
-        for (long dx = 0; dx < dw; dx++) {
-            uint32_t v = (uint32_t)row[dx];
-            acc += v;
-            qacc += (uint64_t)(v * v);
-            cur[dx + 1] = prev[dx + 1] + acc;
-            qcur[dx + 1] = qprev[dx + 1] + qacc;
-        }
-    }
-}
-
 static const fkp_detect_kernels FKP_DCAT(fkp_detect_set, FKP_DSET) = {
-    FKP_DNAME, FKP_DFN(first_stages), FKP_DFN(later_stages), FKP_DFN(scan_row), FKP_DFN(scaled_integral),
+    FKP_DNAME, FKP_DFN(first_stages), FKP_DFN(later_stages), FKP_DFN(scan_row),
 };
 
 #undef FKP_DSET

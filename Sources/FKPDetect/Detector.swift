@@ -101,8 +101,7 @@ public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cas
                 let plan = plans[si]
                 buildScaledIntegral(src: src.baseAddress!, srcWidth: width, srcHeight: height,
                                     dstWidth: plan.width, dstHeight: plan.height,
-                                    sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers,
-                                    kernels: kernels)
+                                    sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers)
                 scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers,
                      kernels: kernels) { x, y in
                     found.append((si, Int32(x), Int32(y)))
@@ -181,11 +180,8 @@ final class ScanBuffers {
     let row: UnsafeMutablePointer<Int32>
     let h0: UnsafeMutablePointer<Int32>
     let h1: UnsafeMutablePointer<Int32>
-    /// Bilinear taps: source column (row) and its weight in 1/2048 per output column (row).
     let xofs: UnsafeMutablePointer<Int32>
     let alpha: UnsafeMutablePointer<Int32>
-    let yofs: UnsafeMutablePointer<Int32>
-    let beta: UnsafeMutablePointer<Int32>
     /// The row kernel's scratch (`fkp_detect_kernels.scan_row`): the first stages' result per window, its
     /// variance normalisation factor, and the windows that pass every stage.
     let codes: UnsafeMutablePointer<Int8>
@@ -208,13 +204,11 @@ final class ScanBuffers {
         h1 = .allocate(capacity: maxWidth)
         xofs = .allocate(capacity: maxWidth)
         alpha = .allocate(capacity: maxWidth)
-        yofs = .allocate(capacity: rows)
-        beta = .allocate(capacity: rows)
     }
 
     func deallocate() {
         sum.deallocate(); sqsum.deallocate(); row.deallocate(); h0.deallocate(); h1.deallocate()
-        xofs.deallocate(); alpha.deallocate(); yofs.deallocate(); beta.deallocate(); codes.deallocate(); norms.deallocate(); hits.deallocate()
+        xofs.deallocate(); alpha.deallocate(); codes.deallocate(); norms.deallocate(); hits.deallocate()
     }
 }
 
@@ -225,7 +219,7 @@ private let coefOne: Int32 = 1 << 11
 /// first source index and the weight of that sample in 1/2048 units; at the borders the edge sample
 /// gets the full weight.
 @inline(__always)
-func linearTap(_ d: Int, scale: Double, size: Int) -> (Int, Int32) {
+private func linearTap(_ d: Int, scale: Double, size: Int) -> (Int, Int32) {
     var f = Float((Double(d) + 0.5) * scale - 0.5)
     var s = Int(f.rounded(.down))
     f -= Float(s)
@@ -238,29 +232,72 @@ func linearTap(_ d: Int, scale: Double, size: Int) -> (Int, Int32) {
 /// `sum[(y+1)*stride + (x+1)]` = Σ pixels in rows 0...y, columns 0...x (row 0 and column 0 are 0);
 /// `sqsum` the same for squared pixels. The Int32 sum wraps on huge images, which is harmless: every
 /// rectangle sum is a difference of four entries taken with wrapping arithmetic and is exact whenever the
-/// true rectangle sum fits in 31 bits (a 24x24 window holds at most 146,880). The taps are chosen here,
-/// the integer work runs in the C kernels (`fkp_detect_kernels.scaled_integral`).
+/// true rectangle sum fits in 31 bits (a 24x24 window holds at most 146,880).
 func buildScaledIntegral(src: UnsafePointer<UInt8>, srcWidth: Int, srcHeight: Int, dstWidth: Int, dstHeight: Int,
                          sum: UnsafeMutablePointer<Int32>, sqsum: UnsafeMutablePointer<Int64>, stride: Int,
-                         buffers: ScanBuffers, kernels: DetectKernels = .best) {
+                         buffers: ScanBuffers) {
+    let sx = Double(srcWidth) / Double(dstWidth)
+    let sy = Double(srcHeight) / Double(dstHeight)
     let identity = srcWidth == dstWidth && srcHeight == dstHeight
+    let xofs = buffers.xofs, alpha = buffers.alpha
     if !identity {
-        let sx = Double(srcWidth) / Double(dstWidth)
-        let sy = Double(srcHeight) / Double(dstHeight)
         for dx in 0..<dstWidth {
             let (s, a) = linearTap(dx, scale: sx, size: srcWidth)
-            buffers.xofs[dx] = Int32(s)
-            buffers.alpha[dx] = a
-        }
-        for dy in 0..<dstHeight {
-            let (s, b) = linearTap(dy, scale: sy, size: srcHeight)
-            buffers.yofs[dy] = Int32(s)
-            buffers.beta[dy] = b
+            xofs[dx] = Int32(s)
+            alpha[dx] = a
         }
     }
-    kernels.table.pointee.scaled_integral(src, srcWidth, srcHeight, dstWidth, dstHeight,
-                                          identity ? nil : buffers.xofs, buffers.alpha, buffers.yofs, buffers.beta,
-                                          sum, sqsum, stride, buffers.row, buffers.h0, buffers.h1)
+    var hRow0 = buffers.h0, hRow1 = buffers.h1
+    var id0 = -1, id1 = -1
+    // Horizontal pass of one source row, in 1/2048 units.
+    func hresize(_ r: Int, into out: UnsafeMutablePointer<Int32>) {
+        let s = src + r * srcWidth
+        for dx in 0..<dstWidth {
+            let o = Int(xofs[dx])
+            let a = alpha[dx]
+            let o1 = o + 1 < srcWidth ? o + 1 : o
+            out[dx] = Int32(s[o]) &* a &+ Int32(s[o1]) &* (coefOne &- a)
+        }
+    }
+
+    for x in 0...dstWidth { sum[x] = 0; sqsum[x] = 0 }
+    let row = buffers.row
+    for dy in 0..<dstHeight {
+        if identity {
+            let s = src + dy * srcWidth
+            for dx in 0..<dstWidth { row[dx] = Int32(s[dx]) }
+        } else {
+            let (r0, b0) = linearTap(dy, scale: sy, size: srcHeight)
+            let r1 = r0 + 1 < srcHeight ? r0 + 1 : r0
+            // Reuse horizontally resized rows from the previous output row.
+            if id0 != r0 {
+                if id1 == r0 { swap(&hRow0, &hRow1); swap(&id0, &id1) } else { hresize(r0, into: hRow0); id0 = r0 }
+            }
+            if id1 != r1 {
+                if r1 == r0 { hRow1.update(from: hRow0, count: dstWidth) } else { hresize(r1, into: hRow1) }
+                id1 = r1
+            }
+            let b1 = coefOne - b0
+            let bb0 = Int(b0), bb1 = Int(b1)
+            for dx in 0..<dstWidth {
+                let v = (bb0 * Int(hRow0[dx]) + bb1 * Int(hRow1[dx]) + (1 << 21)) >> 22
+                row[dx] = Int32(v)
+            }
+        }
+        let prev = sum + dy * stride, cur = sum + (dy + 1) * stride
+        let qprev = sqsum + dy * stride, qcur = sqsum + (dy + 1) * stride
+        cur[0] = 0
+        qcur[0] = 0
+        var acc: Int32 = 0
+        var qacc: Int64 = 0
+        for dx in 0..<dstWidth {
+            let v = row[dx]
+            acc &+= v
+            qacc &+= Int64(v * v)
+            cur[dx + 1] = prev[dx + 1] &+ acc
+            qcur[dx + 1] = qprev[dx + 1] &+ qacc
+        }
+    }
 }
 
 // MARK: - Cascade compiled for one stride

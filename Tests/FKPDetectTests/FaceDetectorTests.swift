@@ -115,57 +115,6 @@ final class FaceDetectorTests: XCTestCase {
         }
     }
 
-    /// Every kernel set's scaled integral images against a plain evaluation (each output pixel blended
-    /// from its four source pixels with the same taps, then running sums), on the bundled photos at
-    /// every scale of the frontal search and unscaled.
-    func testKernelSetsBuildTheReferenceIntegralImages() throws {
-        for path in [fixturesDir.appendingPathComponent("skimage_astronaut.png").path, cameraPath] {
-            let img = try PNGCodec.readGray(path: path)
-            let bytes = img.bytes8
-            var p = DetectionParameters()
-            p.minSize = 24
-            let plans = scalePlans(imageWidth: img.width, imageHeight: img.height, cascade: try cascade(HaarCascade.defaultPath), parameters: p)
-            XCTAssertEqual(plans.first?.width, img.width, "the first scale is unscaled")
-            let stride = plans.map(\.width).max()! + 1, rows = plans.map(\.height).max()! + 1
-            let buffers = ScanBuffers(stride: stride, rows: rows, maxWidth: stride - 1)
-            defer { buffers.deallocate() }
-            for plan in plans {
-                let (w, h) = (plan.width, plan.height)
-                let sx = Double(img.width) / Double(w), sy = Double(img.height) / Double(h)
-                let xt = (0..<w).map { linearTap($0, scale: sx, size: img.width) }
-                let yt = (0..<h).map { linearTap($0, scale: sy, size: img.height) }
-                func source(_ x: Int, _ y: Int) -> Int { Int(bytes[min(y, img.height - 1) * img.width + min(x, img.width - 1)]) }
-                var sum = [Int32](repeating: 0, count: (w + 1) * (h + 1)), sq = [Int64](repeating: 0, count: (w + 1) * (h + 1))
-                for y in 0..<h {
-                    var acc: Int32 = 0, qacc: Int64 = 0
-                    for x in 0..<w {
-                        let v: Int
-                        if w == img.width && h == img.height {
-                            v = source(x, y)
-                        } else {
-                            let ((x0, a), (y0, b)) = (xt[x], yt[y])
-                            func row(_ r: Int) -> Int { source(x0, r) * Int(a) + source(x0 + 1, r) * (2048 - Int(a)) }
-                            v = (Int(b) * row(y0) + (2048 - Int(b)) * row(y0 + 1) + (1 << 21)) >> 22
-                        }
-                        acc &+= Int32(v); qacc &+= Int64(v * v)
-                        sum[(y + 1) * (w + 1) + x + 1] = sum[y * (w + 1) + x + 1] &+ acc
-                        sq[(y + 1) * (w + 1) + x + 1] = sq[y * (w + 1) + x + 1] &+ qacc
-                    }
-                }
-                for set in DetectKernels.supported {
-                    bytes.withUnsafeBufferPointer {
-                        buildScaledIntegral(src: $0.baseAddress!, srcWidth: img.width, srcHeight: img.height, dstWidth: w,
-                                            dstHeight: h, sum: buffers.sum, sqsum: buffers.sqsum, stride: stride,
-                                            buffers: buffers, kernels: set)
-                    }
-                    var wrong = 0
-                    for y in 0...h { for x in 0...w where buffers.sum[y * stride + x] != sum[y * (w + 1) + x] || buffers.sqsum[y * stride + x] != sq[y * (w + 1) + x] { wrong += 1 } }
-                    XCTAssertEqual(wrong, 0, "\(set.name): \(path) at \(w)x\(h)")
-                }
-            }
-        }
-    }
-
     /// The annotate detector's faces on the bundled photos, with each kernel set: the boxes, scores and
     /// poses the Swift SIMD detector gave before the C kernels (`annotate samples/photos`, main at 5f81d40).
     func testBundledPhotosKeepTheirBoxesWithEveryKernelSet() throws {

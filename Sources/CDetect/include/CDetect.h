@@ -65,14 +65,6 @@ typedef struct {
     /// and returns how many; codes and norms are scratch of `count` entries.
     long (*scan_row)(const fkp_haar_cascade *c, const int32_t *p, const int64_t *q, long count, long step,
                      int8_t *codes, float *norms, int32_t *hits);
-    /// Shrinks src (sw x sh bytes) to dw x dh bilinearly and writes its integral images at `stride`:
-    /// sum[(y+1) stride + x+1] = the sum of rows 0...y, columns 0...x (row 0 and column 0 are 0; 32 bits,
-    /// wrapping), sqsum the same for squares. Column dx blends source columns xofs[dx] and the next with
-    /// weights alpha[dx] and 2048 - alpha[dx]; row dy rows yofs[dy] and the next with beta[dy]; xofs
-    /// NULL: no resize (dw = sw, dh = sh). row, h0, h1: scratch of dw entries.
-    void (*scaled_integral)(const uint8_t *src, long sw, long sh, long dw, long dh, const int32_t *xofs,
-                            const int32_t *alpha, const int32_t *yofs, const int32_t *beta, int32_t *sum,
-                            int64_t *sqsum, long stride, int32_t *row, int32_t *h0, int32_t *h1);
 } fkp_detect_kernels;
 
 /// The set that follows the engine's choice (fkp_kernels_get(), so FKP_KERNELS forces both): the set
