@@ -34,6 +34,9 @@ let package = Package(
         // The CPU engine's kernels, one copy per instruction set (see kernels.c); -ffp-contract=fast
         // turns their multiply-adds into FMA where the set has it.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
+        // The face detector's hot loops, compiled per instruction set the same way and chosen with the
+        // engine's set; no contraction, so every set sums as OpenCV does and finds the same faces.
+        .target(name: "CDetect", dependencies: ["CKernels"], cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
 
         // Modules, each using only those above it in this list (docs/ARCHITECTURE.md draws the graph):
         // tensors (+ the stderr logger) -> alignment geometry (similarities, mean shape, warping) -> engine
@@ -50,7 +53,7 @@ let package = Package(
         .target(name: "FKPInference", dependencies: ["FKPTensor", "FKPEngine", "FKPNets", "FKPAlign"], swiftSettings: fast),
         .target(name: "FKPTrain", dependencies: ["FKPTensor", "FKPEngine", "FKPImage", "FKPIngest", "FKPNets", "FKPInference", "FKPAlign"],
                 swiftSettings: fast),
-        .target(name: "FKPDetect", dependencies: ["FKPTensor", "FKPImage"], swiftSettings: fast),
+        .target(name: "FKPDetect", dependencies: ["FKPTensor", "FKPImage", "CDetect"], swiftSettings: fast),
         .target(name: "FKPExport", dependencies: ["FKPTensor", "FKPImage"], swiftSettings: fast),
         .target(name: "FKPAnnotate",
                 dependencies: ["FKPTensor", "FKPEngine", "FKPImage", "FKPIngest", "FKPInference", "FKPDetect", "FKPExport", "FKPAlign"],

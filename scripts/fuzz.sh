@@ -21,7 +21,7 @@ for module in FKPTrain FKPExport FKPDetect; do
         -Xswiftc -sanitize=fuzzer,address -Xswiftc -g >/dev/null
 done
 mkdir -p "$out"
-objects=("$B"/FKP*.build/*.o "$B"/COpenCL.build/*.o "$B"/CKernels.build/*.o)
+objects=("$B"/FKP*.build/*.o "$B"/COpenCL.build/*.o "$B"/CKernels.build/*.o "$B"/CDetect.build/*.o)
 for t in "${targets[@]}"; do
     src="fuzz/targets/$t.swift"
     [ -f "$src" ] || { echo "fuzz: no target $t" >&2; exit 2; }
@@ -31,6 +31,7 @@ for t in "${targets[@]}"; do
             -Xcc -fmodule-map-file=Sources/CJPEG/module.modulemap \
             -Xcc -fmodule-map-file="$B/COpenCL.build/module.modulemap" -I Sources/COpenCL/include \
             -Xcc -fmodule-map-file="$B/CKernels.build/module.modulemap" -I Sources/CKernels/include \
+            -Xcc -fmodule-map-file="$B/CDetect.build/module.modulemap" -I Sources/CDetect/include \
             "${objects[@]}" -lpng16 -lturbojpeg -ldl -o "$out/$t" 2>&1 | { grep -v 'Cannot export local symbol' || true; } >&2
         [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz: cannot build $t" >&2; exit 2; }
     fi

@@ -1,3 +1,4 @@
+import CDetect
 import Dispatch
 import FKPImage
 import Foundation
@@ -50,9 +51,10 @@ public func detectFaces(in image: GrayImage, cascade: HaarCascade, parameters: D
 
 /// The same on 8-bit grey pixels (row-major, `width * height` bytes).
 public func detectFaces(gray8 pixels: [UInt8], width: Int, height: Int, cascade: HaarCascade,
-                        parameters: DetectionParameters = .init(), threads: Int = 2) -> [FaceBox] {
+                        parameters: DetectionParameters = .init(), threads: Int = 2,
+                        kernels: DetectKernels = .best) -> [FaceBox] {
     let raw = detectCandidates(gray8: pixels, width: width, height: height, cascade: cascade,
-                               parameters: parameters, threads: threads)
+                               parameters: parameters, threads: threads, kernels: kernels)
     let grouped = groupRectangles(raw, minNeighbors: parameters.minNeighbors, eps: 0.2)
     // OpenCV's clipObjects: intersect with the image, drop empty boxes.
     return grouped.compactMap { $0.clipped(width: width, height: height) }
@@ -60,8 +62,10 @@ public func detectFaces(gray8 pixels: [UInt8], width: Int, height: Int, cascade:
 
 /// The raw (ungrouped) window hits in image coordinates, each with neighbors = 1, in a deterministic
 /// order (by scale, then row, then column) whatever the thread count.
+/// `kernels`: the set that runs a stump cascade's windows (the tests run each).
 public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cascade: HaarCascade,
-                             parameters: DetectionParameters = .init(), threads: Int = 2) -> [FaceBox] {
+                             parameters: DetectionParameters = .init(), threads: Int = 2,
+                             kernels: DetectKernels = .best) -> [FaceBox] {
     precondition(pixels.count == width * height, "detectFaces: pixel count does not match width * height")
     precondition(parameters.scaleFactor > 1, "detectFaces: scaleFactor must be > 1")
     let plans = scalePlans(imageWidth: width, imageHeight: height, cascade: cascade, parameters: parameters)
@@ -98,7 +102,8 @@ public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cas
                 buildScaledIntegral(src: src.baseAddress!, srcWidth: width, srcHeight: height,
                                     dstWidth: plan.width, dstHeight: plan.height,
                                     sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers)
-                scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers) { x, y in
+                scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers,
+                     kernels: kernels) { x, y in
                     found.append((si, Int32(x), Int32(y)))
                 }
             }
@@ -177,11 +182,12 @@ final class ScanBuffers {
     let h1: UnsafeMutablePointer<Int32>
     let xofs: UnsafeMutablePointer<Int32>
     let alpha: UnsafeMutablePointer<Int32>
-    /// The first stages' result per window of a row (see `CompiledCascade.firstStages`) and its
-    /// variance normalisation factor.
-    let lanes: UnsafeMutablePointer<Int8>
+    /// The row kernel's scratch (`fkp_detect_kernels.scan_row`): the first stages' result per window, its
+    /// variance normalisation factor, and the windows that pass every stage.
+    let codes: UnsafeMutablePointer<Int8>
     let norms: UnsafeMutablePointer<Float>
-    /// 8 windows with a step of 2 read 16 entries from each corner.
+    let hits: UnsafeMutablePointer<Int32>
+    /// A block of FKP_DETECT_LANES (8) windows with a step of 2 reads 16 entries from each corner.
     static let padding = 64
 
     init(stride: Int, rows: Int, maxWidth: Int) {
@@ -190,8 +196,9 @@ final class ScanBuffers {
         sqsum = .allocate(capacity: stride * rows + ScanBuffers.padding)
         sum.initialize(repeating: 0, count: stride * rows + ScanBuffers.padding)
         sqsum.initialize(repeating: 0, count: stride * rows + ScanBuffers.padding)
-        lanes = .allocate(capacity: maxWidth + 16)
-        norms = .allocate(capacity: maxWidth + 16)
+        codes = .allocate(capacity: maxWidth)
+        norms = .allocate(capacity: maxWidth)
+        hits = .allocate(capacity: maxWidth)
         row = .allocate(capacity: maxWidth)
         h0 = .allocate(capacity: maxWidth)
         h1 = .allocate(capacity: maxWidth)
@@ -201,7 +208,7 @@ final class ScanBuffers {
 
     func deallocate() {
         sum.deallocate(); sqsum.deallocate(); row.deallocate(); h0.deallocate(); h1.deallocate()
-        xofs.deallocate(); alpha.deallocate(); lanes.deallocate(); norms.deallocate()
+        xofs.deallocate(); alpha.deallocate(); codes.deallocate(); norms.deallocate(); hits.deallocate()
     }
 }
 
@@ -295,15 +302,19 @@ func buildScaledIntegral(src: UnsafePointer<UInt8>, srcWidth: Int, srcHeight: In
 
 // MARK: - Cascade compiled for one stride
 
-/// Corner offsets of a rectangle relative to the window's top-left integral entry:
-/// sum = p[a] - p[b] - p[c] + p[d].
-struct PackedFeature {
-    var a0: Int32, b0: Int32, c0: Int32, d0: Int32
-    var a1: Int32, b1: Int32, c1: Int32, d1: Int32
-    var a2: Int32, b2: Int32, c2: Int32, d2: Int32
-    var w0: Float, w1: Float, w2: Float
+// The C kernels' layout (CDetect.h) is the only one: the Swift evaluation below (tree cascades,
+// and the reference the tests hold the kernels to) reads the same arrays.
 
+/// Corner offsets of a feature's rectangles relative to the window's top-left integral entry:
+/// sum = p[a] - p[b] - p[c] + p[d].
+typealias PackedFeature = fkp_haar_feature
+/// A depth-1 tree: feature, threshold, left and right leaf.
+typealias PackedStump = fkp_haar_stump
+typealias PackedStage = fkp_haar_stage
+
+extension PackedFeature {
     init(_ f: HaarFeature, stride: Int) {
+        self.init()
         func ofs(_ i: Int) -> (Int32, Int32, Int32, Int32, Float) {
             guard i < f.rects.count else { return (0, 0, 0, 0, 0) }
             let r = f.rects[i]
@@ -329,21 +340,6 @@ struct PackedFeature {
     }
 }
 
-struct PackedStump {
-    var feature: PackedFeature
-    var threshold: Float
-    var left: Double
-    var right: Double
-
-    /// `right` when `isRight`, else `left`, without a branch.
-    @inline(__always)
-    func leaf(_ isRight: Bool) -> Double {
-        withUnsafePointer(to: self) { p in
-            UnsafeRawPointer(p).load(fromByteOffset: MemoryLayout<PackedStump>.offset(of: \PackedStump.left)! + (isRight ? 8 : 0), as: Double.self)
-        }
-    }
-}
-
 struct PackedNode {
     var feature: Int32
     var left: Int32
@@ -354,12 +350,6 @@ struct PackedNode {
 struct PackedWeak {
     var firstNode: Int32
     var firstLeaf: Int32
-}
-
-struct PackedStage {
-    var count: Int
-    /// stageThreshold − 1e-5 in single precision (OpenCV's THRESHOLD_EPS), compared in double.
-    var threshold: Double
 }
 
 /// The cascade laid out for the hot loop at one integral-image stride. Plain pointers; freed by the caller.
@@ -379,6 +369,7 @@ struct CompiledCascade {
         isStumpBased = c.isStumpBased
         stages = .allocate(capacity: c.stages.count)
         for (i, s) in c.stages.enumerated() {
+            // stageThreshold − 1e-5 in single precision (OpenCV's THRESHOLD_EPS), compared in double.
             stages[i] = PackedStage(count: s.weak.count, threshold: Double(s.threshold - Float(1e-5)))
         }
         features = .allocate(capacity: c.features.count)
@@ -391,7 +382,7 @@ struct CompiledCascade {
                 for w in s.weak {
                     let n = w.nodes[0]
                     stumps[k] = PackedStump(feature: features[n.featureIndex], threshold: n.threshold,
-                                            left: Double(w.leaves[0]), right: Double(w.leaves[1]))
+                                            left: w.leaves[0], right: w.leaves[1])
                     k += 1
                 }
             }
@@ -452,8 +443,8 @@ struct CompiledCascade {
         return evaluate(p, vnf: vnf, from: 0)
     }
 
-    /// The stages from `first` on, for a window whose variance normalisation factor is `vnf`.
-    @inline(__always)
+    /// The stages from `first` on, for a window whose variance normalisation factor is `vnf`. A stump
+    /// cascade's windows run in the C kernels (`scan`); this is their reference in the tests.
     func evaluate(_ p: UnsafePointer<Int32>, vnf: Float, from first: Int) -> Int {
         let stageCount = stages.count
         let stageBase = stages.baseAddress!
@@ -466,8 +457,7 @@ struct CompiledCascade {
                 for i in 0..<stage.count {
                     let s = st[i]
                     let v = s.feature.value(p) * vnf
-                    // Indexing instead of a branch: the comparison goes either way unpredictably.
-                    tmp += s.leaf(v >= s.threshold)
+                    tmp += Double(v >= s.threshold ? s.right : s.left)
                 }
                 if tmp < stage.threshold { return -si }
                 st += stage.count
@@ -500,31 +490,18 @@ struct CompiledCascade {
 }
 
 /// Slides the window over one scale's integral images; calls `hit(x, y)` (shrunk-image coordinates) for
-/// every window that passes all stages. A stump cascade's first stages run on a whole row at once
-/// (`firstStages`, 8 windows per vector); the windows that pass them go through the others one by one.
-/// The order of visits and OpenCV's skip after a first-stage rejection are kept, so the hits are the same
-/// as window-by-window evaluation.
-@inline(__always)
+/// every window that passes all stages. A stump cascade runs a row at a time in the C kernels
+/// (`fkp_detect_kernels.scan_row`: the first stages 8 windows per vector, the others one window at a
+/// time); a tree cascade (only the verifier, on small regions) window by window here. Both keep the
+/// order of visits and OpenCV's skip after a first-stage rejection.
 func scan(plan: ScalePlan, compiled: CompiledCascade, sum: UnsafePointer<Int32>, sqsum: UnsafePointer<Int64>,
-          buffers: ScanBuffers, hit: (Int, Int) -> Void) {
+          buffers: ScanBuffers, kernels: DetectKernels = .best, hit: (Int, Int) -> Void) {
     let step = plan.step
     let stride = compiled.n0 - 1
-    let positions = (plan.workWidth + step - 1) / step
-    let vectorDone = min(CompiledCascade.vectorStages, compiled.stages.count)
-    var y = 0
-    while y < plan.workHeight {
-        let prow = sum + y * stride, qrow = sqsum + y * stride
-        if compiled.isStumpBased {
-            compiled.firstStages(prow, qrow, count: positions, step: step, lanes: buffers.lanes, norms: buffers.norms)
-            var i = 0
-            while i < positions {
-                var r = Int(buffers.lanes[i])
-                if r > 0 { r = compiled.evaluate(prow + i * step, vnf: buffers.norms[i], from: vectorDone) }
-                if r > 0 { hit(i * step, y) }
-                if r == 0 { i += 1 }
-                i += 1
-            }
-        } else {
+    guard compiled.isStumpBased else {
+        var y = 0
+        while y < plan.workHeight {
+            let prow = sum + y * stride, qrow = sqsum + y * stride
             var x = 0
             while x < plan.workWidth {
                 let r = compiled.evaluate(prow + x, qrow + x)
@@ -532,74 +509,27 @@ func scan(plan: ScalePlan, compiled: CompiledCascade, sum: UnsafePointer<Int32>,
                 if r == 0 { x += step }
                 x += step
             }
+            y += step
         }
-        y += step
+        return
+    }
+    let positions = (plan.workWidth + step - 1) / step
+    let scanRow = kernels.table.pointee.scan_row!
+    withUnsafePointer(to: compiled.kernelCascade) { c in
+        var y = 0
+        while y < plan.workHeight {
+            let n = scanRow(c, sum + y * stride, sqsum + y * stride, positions, step, buffers.codes, buffers.norms,
+                            buffers.hits)
+            for k in 0..<n { hit(Int(buffers.hits[k]) * step, y) }
+            y += step
+        }
     }
 }
 
 extension CompiledCascade {
-    /// The variance check and the first `vectorStages` stages of a stump cascade for `count` windows of
-    /// a row, at x = 0, step, 2 step, ...: `lanes[i]` = OpenCV's result (-1 the variance rejects, 0 the
-    /// first stage, -s stage s) or 1 (passes them, with its normalisation factor in `norms[i]`). The same
-    /// arithmetic as `evaluate`, in the same order and precision, eight windows at a time; a block of
-    /// eight stops when all of them are rejected.
-    /// Stages run eight windows at a time; later stages see few windows and run one window at a time.
-    /// 6 rather than 3, together with the branch-free leaf choice, took the frontal cascade's CPU time on
-    /// the 638 held-out frames from 11.7 s to 10.3 s (13.2 s window by window), on the loaded 2-core machine.
-    static let vectorStages = 6
-
-    func firstStages(_ p: UnsafePointer<Int32>, _ q: UnsafePointer<Int64>, count: Int, step: Int,
-                    lanes: UnsafeMutablePointer<Int8>, norms: UnsafeMutablePointer<Float>) {
-        precondition(step == 1 || step == 2)
-        let stageCount = min(stages.count, CompiledCascade.vectorStages)
-        let stageBase = stages.baseAddress!
-        let first = UnsafePointer(stumps.baseAddress!)
-        @inline(__always) func load32(_ base: UnsafePointer<Int32>, _ offset: Int) -> SIMD8<Int32> {
-            let raw = UnsafeRawPointer(base + offset)
-            return step == 2 ? raw.loadUnaligned(as: SIMD16<Int32>.self).evenHalf : raw.loadUnaligned(as: SIMD8<Int32>.self)
-        }
-        @inline(__always) func load64(_ base: UnsafePointer<Int64>, _ offset: Int) -> SIMD8<Int64> {
-            let raw = UnsafeRawPointer(base + offset)
-            return step == 2 ? raw.loadUnaligned(as: SIMD16<Int64>.self).evenHalf : raw.loadUnaligned(as: SIMD8<Int64>.self)
-        }
-        @inline(__always) func rect(_ x: Int, _ a: Int32, _ b: Int32, _ c: Int32, _ d: Int32) -> SIMD8<Float> {
-            let s = load32(p, x + Int(a)) &- load32(p, x + Int(b)) &- load32(p, x + Int(c)) &+ load32(p, x + Int(d))
-            return SIMD8<Float>(s)
-        }
-        let area = SIMD8<Double>(repeating: normArea)
-        var i = 0
-        while i < count {
-            let x = i * step
-            let s = load32(p, x + n0) &- load32(p, x + n1) &- load32(p, x + n2) &+ load32(p, x + n3)
-            let sq = load64(q, x + n0) &- load64(q, x + n1) &- load64(q, x + n2) &+ load64(q, x + n3)
-            let sd = SIMD8<Double>(s)
-            let nf = area * SIMD8<Double>(sq) - sd * sd
-            let f = SIMD8<Float>(1.0 / nf.squareRoot())
-            let valid = (nf .> 0) .& (area * SIMD8<Double>(f) .< 0.1)
-            // Per lane: 1 while alive, else OpenCV's code (-1 variance, -si for stage si).
-            var code = SIMD8<Int64>(repeating: -1).replacing(with: 1, where: valid)
-            var st = first
-            for si in 0..<stageCount {
-                guard any(code .== 1) else { break }
-                var tmp = SIMD8<Double>(repeating: 0)
-                for k in 0..<stageBase[si].count {
-                    let stump = st[k], ft = stump.feature
-                    var v = SIMD8<Float>(repeating: ft.w0) * rect(x, ft.a0, ft.b0, ft.c0, ft.d0)
-                        + SIMD8<Float>(repeating: ft.w1) * rect(x, ft.a1, ft.b1, ft.c1, ft.d1)
-                    if ft.w2 != 0 { v += SIMD8<Float>(repeating: ft.w2) * rect(x, ft.a2, ft.b2, ft.c2, ft.d2) }
-                    v *= f
-                    // The leaves are single precision in the file, so choosing in Float is exact.
-                    tmp += SIMD8<Double>(SIMD8<Float>(repeating: Float(stump.right))
-                        .replacing(with: Float(stump.left), where: v .< stump.threshold))
-                }
-                code.replace(with: SIMD8<Int64>(repeating: Int64(-si)), where: (code .== 1) .& (tmp .< stageBase[si].threshold))
-                st += stageBase[si].count
-            }
-            for l in 0..<min(8, count - i) {
-                lanes[i + l] = Int8(code[l])
-                norms[i + l] = f[l]
-            }
-            i += 8
-        }
+    /// The stump cascade as the C kernels take it (pointers into this cascade's arrays).
+    var kernelCascade: fkp_haar_cascade {
+        fkp_haar_cascade(stages: stages.baseAddress, stage_count: stages.count, stumps: stumps.baseAddress,
+                         n0: n0, n1: n1, n2: n2, n3: n3, norm_area: normArea)
     }
 }

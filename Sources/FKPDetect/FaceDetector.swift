@@ -97,12 +97,13 @@ public struct FaceDetector: Sendable {
     /// and pose of the member that found it first: frontal whenever the frontal cascade found it),
     /// otherwise it starts a new face. Faces come back sorted by position (top to bottom, then left to
     /// right).
-    public func detect(in image: GrayImage, threads: Int = 2) -> [Detection] {
+    /// `kernels`: the set that runs the stump cascades (the tests run each).
+    public func detect(in image: GrayImage, threads: Int = 2, kernels: DetectKernels = .best) -> [Detection] {
         let bytes = image.bytes8
         var candidates: [(box: FaceBox, pose: FacePose, member: Int)] = []
         for (k, m) in members.enumerated() {
             for b in detectFaces(gray8: bytes, width: image.width, height: image.height, cascade: m.cascade,
-                                 parameters: m.parameters, threads: threads) {
+                                 parameters: m.parameters, threads: threads, kernels: kernels) {
                 candidates.append((m.shift.apply(b), m.pose, k))
             }
         }

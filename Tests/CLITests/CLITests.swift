@@ -278,25 +278,28 @@ final class DeviceTests: XCTestCase {
     }
 
     /// The CPU engine's kernel set: the best this CPU has, FKP_KERNELS forcing the baseline, and an
-    /// unknown name falling back to the best with a warning.
+    /// unknown name falling back to the best with a warning; the detector's set follows it.
     func testDevicesNamesTheKernelSet() throws {
-        func kernels(_ env: [String: String]) throws -> (String?, String) {
+        func kernels(_ env: [String: String], key: String = "kernels") throws -> (String?, String) {
             let r = try fkpBatch(["devices", "--format", "json"], environment: env)
             XCTAssertEqual(r.status, 0, r.stderr)
             let first = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n")[0].utf8)) as! [String: Any]
-            return (first["kernels"] as? String, r.stderr)
+            return (first[key] as? String, r.stderr)
         }
         let best = try kernels([:]).0
         XCTAssertNotNil(best)
+        let detector = try kernels([:], key: "detector_kernels").0
         #if arch(x86_64)
         XCTAssertTrue(["avx512", "avx2+fma", "sse2"].contains(best!), best!)
         XCTAssertEqual(try kernels(["FKP_KERNELS": "sse2"]).0, "sse2")
+        XCTAssertEqual(detector, best == "sse2" ? "sse2" : "avx2")
+        XCTAssertEqual(try kernels(["FKP_KERNELS": "sse2"], key: "detector_kernels").0, "sse2")
         #endif
         let (fallback, stderr) = try kernels(["FKP_KERNELS": "no-such-set"])
         XCTAssertEqual(fallback, best)
         XCTAssertTrue(stderr.contains("FKP_KERNELS=no-such-set"), stderr)
         let table = try fkpBatch(["devices"])
-        XCTAssertTrue(table.stdout.contains("native CPU engine (\(best!) kernels)"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("native CPU engine (\(best!) kernels, detector \(detector!))"), table.stdout)
     }
 
     /// No OpenCL platform (an empty vendors folder for the ICD loader): auto falls back to the CPU engine

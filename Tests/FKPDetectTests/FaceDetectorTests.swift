@@ -1,3 +1,4 @@
+import CDetect
 @testable import FKPDetect
 import FKPImage
 import FKPTestSupport
@@ -26,45 +27,111 @@ final class FaceDetectorTests: XCTestCase {
         return d
     }
 
-    /// The row-at-a-time first stages give exactly the hits of evaluating each window on its own, with
-    /// OpenCV's skip after a first-stage rejection (frontal, profile and mirrored profile cascades).
-    func testVectorisedScanMatchesWindowByWindow() throws {
-        let img = try PNGCodec.readGray(path: fixturesDir.appendingPathComponent("skimage_astronaut.png").path)
-        let bytes = img.bytes8
-        let profile = try cascade(HaarCascade.profilePath)
-        for c in [try cascade(HaarCascade.defaultPath), profile, profile.mirrored()] {
-            var p = DetectionParameters()
-            p.minSize = 20
-            let plans = scalePlans(imageWidth: img.width, imageHeight: img.height, cascade: c, parameters: p)
-            let stride = plans.map(\.width).max()! + 1, rows = plans.map(\.height).max()! + 1
-            let compiled = CompiledCascade(c, stride: stride)
-            defer { compiled.deallocate() }
-            let buffers = ScanBuffers(stride: stride, rows: rows, maxWidth: stride - 1)
-            defer { buffers.deallocate() }
-            var total = 0
-            for plan in plans.prefix(6) {
-                bytes.withUnsafeBufferPointer {
-                    buildScaledIntegral(src: $0.baseAddress!, srcWidth: img.width, srcHeight: img.height, dstWidth: plan.width,
-                                        dstHeight: plan.height, sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers)
-                }
-                var fast: [[Int]] = []
-                scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers) { fast.append([$0, $1]) }
-                var slow: [[Int]] = []
-                var y = 0
-                while y < plan.workHeight {
-                    var x = 0
-                    while x < plan.workWidth {
-                        let r = compiled.evaluate(buffers.sum + y * stride + x, buffers.sqsum + y * stride + x)
-                        if r > 0 { slow.append([x, y]) }
-                        if r == 0 { x += plan.step }
-                        x += plan.step
-                    }
-                    y += plan.step
-                }
-                XCTAssertEqual(fast, slow, "\(c.path) at scale \(plan.scale)")
-                total += slow.count
+    /// The Swift reference scan: every window on its own (`CompiledCascade.evaluate`), with OpenCV's skip
+    /// after a first-stage rejection.
+    func referenceScan(_ plan: ScalePlan, _ compiled: CompiledCascade, _ buffers: ScanBuffers, stride: Int) -> [[Int]] {
+        var hits: [[Int]] = []
+        var y = 0
+        while y < plan.workHeight {
+            var x = 0
+            while x < plan.workWidth {
+                let r = compiled.evaluate(buffers.sum + y * stride + x, buffers.sqsum + y * stride + x)
+                if r > 0 { hits.append([x, y]) }
+                if r == 0 { x += plan.step }
+                x += plan.step
             }
-            XCTAssertGreaterThan(total, 0, "\(c.path): the comparison saw hits")
+            y += plan.step
+        }
+        return hits
+    }
+
+    /// Every C kernel set this CPU runs against the plain scalar evaluation of the cascade, on the real
+    /// windows of both bundled photos at every scale (frontal, profile and mirrored profile cascades):
+    /// each window's result code (the first stages, 8 windows a vector, then the later stages one by one)
+    /// and normalisation factor, and the hits of a whole scan with OpenCV's skip.
+    func testKernelSetsMatchTheScalarReference() throws {
+        let sets = DetectKernels.supported
+        #if arch(x86_64)
+        XCTAssertEqual(sets.last?.name, "sse2", "the baseline set always runs")
+        #endif
+        XCTAssertFalse(sets.isEmpty)
+        XCTAssertTrue(sets.contains { $0.name == DetectKernels.best.name }, "the chosen set is one of them")
+        let profile = try cascade(HaarCascade.profilePath)
+        let cascades = [try cascade(HaarCascade.defaultPath), profile, profile.mirrored()]
+        for path in [fixturesDir.appendingPathComponent("skimage_astronaut.png").path, cameraPath] {
+            let img = try PNGCodec.readGray(path: path)
+            let bytes = img.bytes8
+            for c in cascades {
+                var p = DetectionParameters()
+                p.minSize = 24
+                let plans = scalePlans(imageWidth: img.width, imageHeight: img.height, cascade: c, parameters: p)
+                let stride = plans.map(\.width).max()! + 1, rows = plans.map(\.height).max()! + 1
+                let compiled = CompiledCascade(c, stride: stride)
+                defer { compiled.deallocate() }
+                let buffers = ScanBuffers(stride: stride, rows: rows, maxWidth: stride - 1)
+                defer { buffers.deallocate() }
+                var total = 0, passed = [Int](repeating: 0, count: sets.count)
+                for plan in plans {
+                    bytes.withUnsafeBufferPointer {
+                        buildScaledIntegral(src: $0.baseAddress!, srcWidth: img.width, srcHeight: img.height, dstWidth: plan.width,
+                                            dstHeight: plan.height, sum: buffers.sum, sqsum: buffers.sqsum, stride: stride, buffers: buffers)
+                    }
+                    let slow = referenceScan(plan, compiled, buffers, stride: stride)
+                    total += slow.count
+                    let positions = (plan.workWidth + plan.step - 1) / plan.step
+                    let first = min(Int(FKP_DETECT_VECTOR_STAGES), compiled.stages.count)
+                    for (k, set) in sets.enumerated() {
+                        var fast: [[Int]] = []
+                        scan(plan: plan, compiled: compiled, sum: buffers.sum, sqsum: buffers.sqsum, buffers: buffers,
+                             kernels: set) { fast.append([$0, $1]) }
+                        XCTAssertEqual(fast, slow, "\(set.name): \(path), \(c.path) at scale \(plan.scale)")
+                        // Window by window (no skip), every row.
+                        var mismatches = 0
+                        withUnsafePointer(to: compiled.kernelCascade) { kc in
+                            for y in Swift.stride(from: 0, to: plan.workHeight, by: plan.step) {
+                                let prow = buffers.sum + y * stride, qrow = buffers.sqsum + y * stride
+                                set.table.pointee.first_stages(kc, prow, qrow, positions, plan.step, buffers.codes, buffers.norms)
+                                for i in 0..<positions {
+                                    let x = i * plan.step
+                                    var code = Int(buffers.codes[i])
+                                    if code > 0 {
+                                        if buffers.norms[i].bitPattern != compiled.varianceNormFactor(prow + x, qrow + x)?.bitPattern { mismatches += 1 }
+                                        code = Int(set.table.pointee.later_stages(kc, prow + x, buffers.norms[i], first))
+                                        if code > 0 { passed[k] += 1 }
+                                    }
+                                    if code != compiled.evaluate(prow + x, qrow + x) { mismatches += 1 }
+                                }
+                            }
+                        }
+                        XCTAssertEqual(mismatches, 0, "\(set.name): \(path), \(c.path) at scale \(plan.scale)")
+                    }
+                }
+                for (k, set) in sets.enumerated() {
+                    XCTAssertGreaterThan(passed[k], 0, "\(set.name), \(c.path): windows passed every stage")
+                }
+                if path == cameraPath && c.path == HaarCascade.defaultPath { continue }  // the frontal cascade misses him
+                XCTAssertGreaterThan(total, 0, "\(path), \(c.path): the comparison saw hits")
+            }
+        }
+    }
+
+    /// The annotate detector's faces on the bundled photos, with each kernel set: the boxes, scores and
+    /// poses the Swift SIMD detector gave before the C kernels (`annotate samples/photos`, main at 5f81d40).
+    func testBundledPhotosKeepTheirBoxesWithEveryKernelSet() throws {
+        let d = try annotateDetector()
+        let expected: [String: Detection] = [
+            "skimage_astronaut.png": Detection(box: FaceBox(x: 177, y: 66, width: 95, height: 95, neighbors: 0), score: 40, pose: .frontal),
+            "skimage_camera.png": Detection(box: FaceBox(x: 200, y: 105, width: 85, height: 85, neighbors: 0), score: 8, pose: .right),
+        ]
+        for (name, want) in expected.sorted(by: { $0.key < $1.key }) {
+            let img = try PNGCodec.readGray(path: repoRoot.appendingPathComponent("samples/photos/\(name)").path)
+            for set in DetectKernels.supported {
+                let faces = d.detect(in: img, kernels: set)
+                XCTAssertEqual(faces.count, 1, "\(set.name), \(name): \(faces)")
+                guard var f = faces.first else { continue }
+                f.box.neighbors = 0
+                XCTAssertEqual(f, want, "\(set.name), \(name)")
+            }
         }
     }
 
