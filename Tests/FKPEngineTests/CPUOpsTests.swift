@@ -103,12 +103,8 @@ final class CPUOpsTests: XCTestCase {
                 backend.convForward(x: backend.buffer(x), w: backend.buffer(w), b: backend.buffer(b), y: y, shape: s, relu: true)
                 let got = backend.download(y)
                 XCTAssertLessThan(Check.normalisedError(got, Reference.conv(x, w, b, s, relu: true)), 1e-5, "\(kernels.name) \(s)")
-                // im2col: row (n, oy, ox) holds the patch [ky][kx][c]
-                let (k, c, oh, ow) = (s.kernel, s.inChannels, s.outHeight, s.outWidth)
-                var cols: [Float] = []
-                for n in 0..<s.batch { for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
-                    cols.append(x[((n * s.height + oy + ky) * s.width + ox + kx) * c + ch])
-                } } } } } }
+                let (oh, ow) = (s.outHeight, s.outWidth)
+                let cols = (0..<s.batch).flatMap { im2col(x, s, image: $0) }
                 var explicit = [Float](repeating: 0, count: s.outputCount)
                 cols.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in
                     explicit.withUnsafeMutableBufferPointer { cp in
@@ -390,16 +386,13 @@ final class CPUOpsTests: XCTestCase {
                 let dw = backend.makeBuffer(count: s.weightCount), db = backend.makeBuffer(count: s.outChannels)
                 backend.convBackward(x: backend.buffer(x), w: backend.buffer(w), dy: backend.buffer(dy), dx: nil, dw: dw, db: db, shape: s)
                 // the same per image through im2col and the packed GEMM, images in the workers' order
-                let (k, c, oh, ow) = (s.kernel, s.inChannels, s.outHeight, s.outWidth)
+                let (oh, ow) = (s.outHeight, s.outWidth)
                 let perWorker = (0..<2).map { w in (s.batch * w / 2)..<(s.batch * (w + 1) / 2) }
                 var sums: [[Float]] = []
                 for images in perWorker where !images.isEmpty {
                     var part = [Float](repeating: 0, count: s.weightCount)
                     for n in images {
-                        var cols: [Float] = []
-                        for oy in 0..<oh { for ox in 0..<ow { for ky in 0..<k { for kx in 0..<k { for ch in 0..<c {
-                            cols.append(x[((n * s.height + oy + ky) * s.width + ox + kx) * c + ch])
-                        } } } } }
+                        let cols = im2col(x, s, image: n)
                         let dyi = Array(dy[n * oh * ow * s.outChannels..<(n + 1) * oh * ow * s.outChannels])
                         cols.withUnsafeBufferPointer { ap in dyi.withUnsafeBufferPointer { bp in part.withUnsafeMutableBufferPointer { cp in
                             gemm(m: s.patchSize, n: s.outChannels, k: oh * ow, a: MatrixRef(ap.baseAddress!, ld: s.patchSize, transposed: true),
@@ -447,6 +440,15 @@ final class CPUOpsTests: XCTestCase {
             cpu.convForward(x: cpu.buffer(cx), w: cw, b: cpu.buffer(cb), y: cy, shape: s, relu: false)
             XCTAssertLessThan(Check.normalisedError(cpu.download(cy), Reference.conv(cx, wv, cb, s, relu: false)), 1e-5)
         }
+    }
+
+    /// The explicit im2col of image n: row (oy, ox) holds the patch [ky][kx][c].
+    func im2col(_ x: [Float], _ s: ConvShape, image n: Int) -> [Float] {
+        var cols: [Float] = []
+        for oy in 0..<s.outHeight { for ox in 0..<s.outWidth { for ky in 0..<s.kernel { for kx in 0..<s.kernel { for ch in 0..<s.inChannels {
+            cols.append(x[((n * s.height + oy + ky) * s.width + ox + kx) * s.inChannels + ch])
+        } } } } }
+        return cols
     }
 
     func testConvIsDeterministicAcrossRuns() {

@@ -23,6 +23,7 @@ final class NetTests: XCTestCase {
     /// the convolution's output for the backward pass. net2 has no dropout, so both give the same output,
     /// bit for bit, for a batch of one or several.
     func testPredictionNetFusesConvAndPoolWithTheSameBits() {
+        var firstFace: [[UInt32]] = []
         for batch in [1, 3] {
             let net = Net(.net2(), backend: cpu, maxBatch: batch)
             net.initialise(seed: 5)
@@ -39,7 +40,10 @@ final class NetTests: XCTestCase {
             XCTAssertEqual(cpu.download(predictor.output).map(\.bitPattern), cpu.download(net.output).map(\.bitPattern), "batch \(batch)")
             XCTAssertEqual(Set(predictor.profile!.keys), ["conv1+pool1 forward", "conv2+pool2 forward", "conv3+pool3 forward",
                                                           "hidden4 forward", "hidden5 forward", "output forward"])
+            firstFace.append(cpu.download(predictor.output)[0..<net.outputs].map(\.bitPattern))
         }
+        // the same first image alone (rows split across the workers) and in a batch: the same bits
+        XCTAssertEqual(firstFace[0], firstFace[1])
     }
 
     func testGlorotUniformInitialisation() {
