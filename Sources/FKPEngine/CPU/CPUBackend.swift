@@ -4,7 +4,7 @@ import Foundation
 
 extension Tensor: DeviceBuffer {}
 
-/// Growable per-worker float buffers (im2col patches, partial weight gradients). One fixed slot per
+/// Growable per-worker float buffers (patch gradients, partial weight gradients). One fixed slot per
 /// worker: worker i touches only slot i. (A Swift array here was modified by one worker while others
 /// read it, which Thread Sanitizer reports as a race: a reader's retain can make the writer copy it.)
 final class WorkerBuffers: @unchecked Sendable {
@@ -23,9 +23,10 @@ final class WorkerBuffers: @unchecked Sendable {
 }
 
 /// The native CPU engine: the reference every other backend is checked against, and fast
-/// (packed SIMD GEMM with bias and ReLU in its epilogue, convolutions as per-image im2col + GEMM, a
-/// direct kernel for a 3x3 convolution of one channel, images split across cores). The kernels come
-/// from the best instruction set the CPU has (CPUKernels).
+/// (register-blocked SIMD GEMM with bias and ReLU in its epilogue, forward weights packed once;
+/// convolutions as implicit GEMMs that read their patches from the image, a direct kernel for a 3x3
+/// convolution of one channel, images split across cores). The kernels come from the best instruction
+/// set the CPU has (CPUKernels).
 public final class CPUBackend: Backend, @unchecked Sendable {
     public let pool: WorkerPool
     public var kernels: CPUKernels { pool.kernels }
@@ -389,16 +390,15 @@ public final class CPUBackend: Backend, @unchecked Sendable {
 
 // MARK: helpers (shape comments: NHWC images, [k][k][Cin][Cout] weights)
 
-/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel
-/// (only output rows `rows`, from cols' first row, when given).
+/// cols[P = Ho*Wo, K = k*k*Cin]: row (oy, ox) holds the k x k x Cin patch under that output pixel (the
+/// weight gradient's path when Cout is not a multiple of 16).
 @inline(__always)
-func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, rows: Range<Int>? = nil, into cols: UnsafeMutablePointer<Float>) {
+func im2col(_ x: UnsafePointer<Float>, _ s: ConvShape, into cols: UnsafeMutablePointer<Float>) {
     let c = s.inChannels, k = s.kernel, kk = s.patchSize
     let run = k * c  // one kernel row of the patch is contiguous in NHWC
-    let rows = rows ?? 0..<s.outHeight
-    for oy in rows {
+    for oy in 0..<s.outHeight {
         for ox in 0..<s.outWidth {
-            let dst = cols + ((oy - rows.lowerBound) * s.outWidth + ox) * kk
+            let dst = cols + (oy * s.outWidth + ox) * kk
             for ky in 0..<k {
                 (dst + ky * run).update(from: x + ((oy + ky) * s.width + ox) * c, count: run)
             }
