@@ -4,25 +4,8 @@ import FKPTestSupport
 import Foundation
 import XCTest
 
-final class RotationSweepTests: XCTestCase {
-    func cascade(_ path: String) throws -> HaarCascade {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("\(path) is absent (install Debian's opencv-data)")
-        }
-        return try HaarCascade(contentsOf: path)
-    }
-
-    /// annotate's detector (frontal with 3 neighbours, profile both ways, alt2 verifier).
-    func annotateDetector() throws -> FaceDetector {
-        var frontal = DetectionParameters()
-        frontal.minNeighbors = 3
-        var d = FaceDetector(frontal: try cascade(HaarCascade.defaultPath), profile: try cascade(HaarCascade.profilePath),
-                             parameters: frontal)
-        d.verifier = try cascade(HaarCascade.verifierPath)
-        d.rotationParameters = frontal
-        return d
-    }
-
+/// The rotation sweep (`FaceDetector.rotations`), with FaceDetectorTests' cascades and detector.
+extension FaceDetectorTests {
     /// A point goes to the rotated image and back; a bright spot lands where `target` says (counter-clockwise
     /// as seen: a point right of the centre moves up); a box found there comes back centred on the spot.
     func testRotationMapsPointsPixelsAndBoxesBack() {
@@ -65,6 +48,7 @@ final class RotationSweepTests: XCTestCase {
         let expected = FaceBox(x: Int(centre.x - 47.5), y: Int(centre.y - 47.5), width: 95, height: 95)
 
         var d = try annotateDetector()
+        d.rotationParameters = d.members[0].parameters
         XCTAssertFalse(d.detect(in: photo).contains { overlap($0.box, expected) >= 0.3 }, "upright search misses it")
         d.rotations = [-35]
         let faces = d.detect(in: photo).filter { overlap($0.box, expected) >= 0.3 }
@@ -82,6 +66,7 @@ final class RotationSweepTests: XCTestCase {
     func testDefaultIsOffAndTheBundledPhotosKeepTheirFaces() throws {
         XCTAssertEqual(try annotateDetector().rotations, [])
         var d = try annotateDetector()
+        d.rotationParameters = d.members[0].parameters
         d.rotations = [12, -12, 22, -22]
         for name in ["skimage_astronaut.png", "skimage_camera.png"] {
             let img = try PNGCodec.readGray(path: repoRoot.appendingPathComponent("samples/photos/\(name)").path)
