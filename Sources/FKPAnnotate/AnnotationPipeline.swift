@@ -27,6 +27,12 @@ public struct AnnotationSettings: Sendable {
     public var verifierPath: String? = HaarCascade.verifierPath
     public var verifyBelow: Int? = 20
     public var verifyNeighbors = 1
+    /// The rotation sweep for tilted heads (`FaceDetector.rotations`): angles in degrees, empty for none.
+    public var rotations: [Double] = []
+    /// Its frontal search (the frontal cascade's parameters unless changed) and the score a face found
+    /// only there needs.
+    public var rotationDetection: DetectionParameters? = nil
+    public var rotationMinScore = 6
     /// Cores for a lone photo's detector scales (photos of a chunk otherwise run one per core).
     public var threads = WorkerPool.defaultThreads
     /// Photos decoded and detected together; all their faces go through the net as one batch.
@@ -52,6 +58,9 @@ extension AnnotationSettings {
             d.verifyBelow = verifyBelow
             d.verifyNeighbors = verifyNeighbors
         }
+        d.rotations = rotations
+        d.rotationParameters = rotationDetection ?? detection
+        d.rotationMinScore = rotationMinScore
         return d
     }
 }

@@ -15,7 +15,12 @@ public struct Detection: Sendable, Equatable {
     /// for a surer face. With one cascade it is OpenCV's neighbour count.
     public var score: Int
     public var pose: FacePose
-    public init(box: FaceBox, score: Int, pose: FacePose) { self.box = box; self.score = score; self.pose = pose }
+    /// Degrees the photo was turned (counter-clockwise as seen) for the frontal cascade to find this face
+    /// upright: 0 unless only the rotation sweep found it (`FaceDetector.rotations`).
+    public var angle: Double
+    public init(box: FaceBox, score: Int, pose: FacePose, angle: Double = 0) {
+        self.box = box; self.score = score; self.pose = pose; self.angle = angle
+    }
 }
 
 /// Where a cascade's box sits relative to the frontal cascade's box of the same face, in box widths: the
@@ -58,6 +63,14 @@ public struct FaceDetector: Sendable {
     public var verifyNeighbors = 1
     /// Boxes of different cascades whose intersection over union reaches this are one face.
     public var mergeOverlap = 0.3
+    /// The rotation sweep for tilted heads: the photo turned by each of these angles (degrees,
+    /// counter-clockwise as seen) and searched again with the first member's (frontal) cascade and
+    /// `rotationParameters`. A box found there that overlaps no face of the upright search is a new face
+    /// only when it scores at least `rotationMinScore` and the verifier (when set) confirms it in the
+    /// turned image, where the face is upright; its box is moved back through the inverse rotation.
+    public var rotations: [Double] = []
+    public var rotationParameters = DetectionParameters()
+    public var rotationMinScore = 6
 
     public init(members: [Member]) {
         precondition(!members.isEmpty, "FaceDetector: no cascade")
@@ -112,6 +125,7 @@ public struct FaceDetector: Sendable {
             // Frontal faces only: the verifier is a frontal cascade and turns down most profiles.
             faces.removeAll { $0.pose == .frontal && $0.score < verifyBelow && !confirms(verifier, $0.box, bytes, image.width, image.height) }
         }
+        faces += rotatedFaces(bytes, image.width, image.height, besides: faces, threads: threads, kernels: kernels)
         return faces.filter { $0.score >= minScore }.map { f in
             var f = f
             f.box = f.box.clipped(width: image.width, height: image.height) ?? f.box
@@ -121,6 +135,31 @@ public struct FaceDetector: Sendable {
 }
 
 extension FaceDetector {
+    /// The rotation sweep's new faces (see `rotations`): strongest first, each overlapping neither a face
+    /// of `upright` nor one taken before it.
+    func rotatedFaces(_ bytes: [UInt8], _ width: Int, _ height: Int, besides upright: [Detection], threads: Int,
+                      kernels: DetectKernels) -> [Detection] {
+        var found: [Detection] = []
+        for angle in rotations where angle != 0 {
+            let r = Rotation(degrees: angle, width: width, height: height)
+            let turned = r.apply(bytes, width: width, height: height)
+            for b in detectFaces(gray8: turned, width: width, height: height, cascade: members[0].cascade,
+                                 parameters: rotationParameters, threads: threads, kernels: kernels)
+            where b.neighbors >= rotationMinScore {
+                let box = r.boxInPhoto(b)
+                guard !upright.contains(where: { overlap($0.box, box) >= mergeOverlap }) else { continue }
+                if let verifier, !confirms(verifier, b, turned, width, height) { continue }
+                found.append(Detection(box: box, score: b.neighbors, pose: .frontal, angle: angle))
+            }
+        }
+        var faces: [Detection] = []
+        for f in found.sorted(by: { ($0.score, -abs($0.angle)) > ($1.score, -abs($1.angle)) })
+        where !faces.contains(where: { overlap($0.box, f.box) >= mergeOverlap }) {
+            faces.append(f)
+        }
+        return faces
+    }
+
     /// Merges the members' boxes (see `detect`): in member order, each member's by neighbours, highest
     /// first; a box overlapping a face already taken (intersection over union >= `overlap`) adds its
     /// neighbours to that face's score, else it starts a new face.

@@ -85,6 +85,14 @@ struct DetectorOptions: ParsableArguments {
     var verifyBelow: Int = AnnotationSettings().verifyBelow ?? 0
     @Option(name: .customLong("verify-neighbors"), help: "Detections the verifier needs around a weak face.") var verifyNeighbors: Int = AnnotationSettings().verifyNeighbors
     @Option(name: .customLong("verifier-cascade"), help: "The verifier's Haar cascade XML.") var verifierCascade: String = HaarCascade.verifierPath
+    @Option(name: .customLong("rotations"), help: "Rotation sweep for tilted heads: angles in degrees, comma-separated, at which the photo is turned and searched again with the frontal cascade ('none': no sweep).")
+    var rotations: String = AnnotationSettings().rotations.map { String(format: "%g", $0) }.joined(separator: ",")
+    @Option(name: .customLong("rotation-min-score"), help: "Score a face found only in a turned photo needs (it must also pass the verifier there).")
+    var rotationMinScore: Int = AnnotationSettings().rotationMinScore
+    @Option(name: .customLong("rotation-min-face"), help: "Smallest face searched in the turned photos, in photo pixels (default: --min-face).")
+    var rotationMinFace: Int?
+    @Option(name: .customLong("rotation-scale-factor"), help: "Scale step of the turned photos' search (default: --scale-factor).")
+    var rotationScaleFactor: Double?
     @Option(name: .customLong("min-score"), help: "Drop faces whose detection score (windows of all cascades that accepted the face) is below this.")
     var minScore: Int = 0
 
@@ -93,6 +101,9 @@ struct DetectorOptions: ParsableArguments {
         guard minFace >= 1, profileMinFace >= 1 else { throw ValidationError("--min-face and --profile-min-face must be at least 1") }
         guard scaleFactor > 1, scaleFactor < 4, profileScaleFactor > 1, profileScaleFactor < 4 else { throw ValidationError("--scale-factor must be in (1, 4)") }
         guard minScore >= 0 else { throw ValidationError("--min-score must be at least 0") }
+        _ = try rotationAngles()
+        if let f = rotationScaleFactor, !(f > 1 && f < 4) { throw ValidationError("--rotation-scale-factor must be in (1, 4)") }
+        if let m = rotationMinFace, m < 1 { throw ValidationError("--rotation-min-face must be at least 1") }
     }
 
     /// These options applied to annotate's settings.
@@ -109,6 +120,25 @@ struct DetectorOptions: ParsableArguments {
         s.verifierPath = verifyBelow > 0 ? verifierCascade : nil
         s.verifyBelow = verifyBelow
         s.verifyNeighbors = verifyNeighbors
+        s.rotations = (try? rotationAngles()) ?? []
+        s.rotationMinScore = rotationMinScore
+        var r = s.detection
+        if let rotationMinFace { r.minSize = rotationMinFace }
+        if let rotationScaleFactor { r.scaleFactor = rotationScaleFactor }
+        s.rotationDetection = r
+    }
+
+    /// `--rotations` as degrees: a comma-separated list, or none.
+    func rotationAngles() throws -> [Double] {
+        let text = rotations.trimmingCharacters(in: .whitespaces)
+        if text.isEmpty || text == "none" { return [] }
+        return try text.split(separator: ",").map { part in
+            let p = part.trimmingCharacters(in: .whitespaces)
+            guard let a = Double(p), a.isFinite, abs(a) < 90 else {
+                throw ValidationError("--rotations: '\(p)' is not an angle in degrees between -90 and 90 (give e.g. 12,-12 or none)")
+            }
+            return a
+        }
     }
 
     func detector() throws -> FaceDetector {
