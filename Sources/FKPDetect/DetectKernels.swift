@@ -1,7 +1,7 @@
 import CDetect
 
 /// One set of the detector's hot loops (a stump cascade's windows, row by row), compiled in the C target
-/// CKernels once per instruction set like the engine's kernels and chosen with them: FKP_KERNELS=sse2
+/// CDetect once per instruction set like the engine's kernels and chosen with them: FKP_KERNELS=sse2
 /// forces the baseline for both.
 public struct DetectKernels: @unchecked Sendable {
     let table: UnsafePointer<fkp_detect_kernels>

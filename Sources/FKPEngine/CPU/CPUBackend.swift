@@ -110,21 +110,17 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let inStride = s.height * s.width * s.inChannels, outStride = pixels * s.outChannels
         let direct = directConvApplies(s)
         let kern = kernels.k, cout = s.outChannels
-        let parts = imageParts(s.batch)
         let packed = direct ? nil : self.packed(w, k: kk, n: cout)
-        pool.parallelRanges(s.batch * parts) { worker, units in
-            for u in units {
-                let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
-                if r1 <= r0 { continue }
-                let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
-                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride + r0 * s.outWidth * cout
-                if let packed {
-                    // y[P,Cout] = patches[P,K] . w[K,Cout] + b, ReLU
-                    convGemm(x: xi, shape: s, pixels: r0 * s.outWidth..<r1 * s.outWidth, w: packed, bias: bp, relu: relu,
-                             y: yi, scratch: self.pool.scratch[worker])
-                } else {
-                    kern.conv3x3_c1_forward(xi + r0 * s.width, wp, bp, yi, r1 - r0 + 2, s.width, cout, relu ? 1 : 0)
-                }
+        forEachImageRows(s.batch, rows: s.outHeight) { worker, n, rows in
+            let r0 = rows.lowerBound
+            let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
+            let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride + r0 * s.outWidth * cout
+            if let packed {
+                // y[P,Cout] = patches[P,K] . w[K,Cout] + b, ReLU
+                convGemm(x: xi, shape: s, pixels: r0 * s.outWidth..<rows.upperBound * s.outWidth, w: packed, bias: bp,
+                         relu: relu, y: yi, scratch: self.pool.scratch[worker])
+            } else {
+                kern.conv3x3_c1_forward(xi + r0 * s.width, wp, bp, yi, rows.count + 2, s.width, cout, relu ? 1 : 0)
             }
         }
     }
@@ -138,25 +134,20 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let inStride = s.height * s.width * s.inChannels, outStride = ph * pw * cout
         let kern = kernels.k
         let packed = directConvApplies(s) ? nil : self.packed(w, k: s.patchSize, n: cout)
-        let parts = imageParts(s.batch)
-        pool.parallelRanges(s.batch * parts) { worker, units in
+        forEachImageRows(s.batch, rows: ph) { worker, n, pooledRows in
+            let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
+            let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
+            guard let packed else {
+                kern.conv3x3_c1_pool_forward(xi + 2 * pooledRows.lowerBound * s.width, wp, bp, yi + pooledRows.lowerBound * pw * cout,
+                                             2 * pooledRows.count + 2, s.width, cout, relu ? 1 : 0)
+                return
+            }
             // two convolution rows at a time, pooled while they are in L1
-            let rows = packed == nil ? nil : self.patches.get(worker, 2 * s.outWidth * cout)
-            for u in units {
-                let n = u / parts, r0 = ph * (u % parts) / parts, r1 = ph * (u % parts + 1) / parts
-                if r1 <= r0 { continue }
-                let xi = UnsafeMutablePointer<Float>(bitPattern: xa)! + n * inStride
-                let yi = UnsafeMutablePointer<Float>(bitPattern: ya)! + n * outStride
-                guard let packed, let rows else {
-                    kern.conv3x3_c1_pool_forward(xi + 2 * r0 * s.width, wp, bp, yi + r0 * pw * cout, 2 * (r1 - r0) + 2,
-                                                 s.width, cout, relu ? 1 : 0)
-                    continue
-                }
-                for py in r0..<r1 {
-                    convGemm(x: xi, shape: s, pixels: 2 * py * s.outWidth..<(2 * py + 2) * s.outWidth, w: packed, bias: bp,
-                             relu: relu, y: rows, scratch: self.pool.scratch[worker])
-                    kern.maxpool2_forward(rows, yi + py * pw * cout, nil, 2, s.outWidth, cout)
-                }
+            let convRows = self.patches.get(worker, 2 * s.outWidth * cout)
+            for py in pooledRows {
+                convGemm(x: xi, shape: s, pixels: 2 * py * s.outWidth..<(2 * py + 2) * s.outWidth, w: packed, bias: bp,
+                         relu: relu, y: convRows, scratch: self.pool.scratch[worker])
+                kern.maxpool2_forward(convRows, yi + py * pw * cout, nil, 2, s.outWidth, cout)
             }
         }
     }
@@ -166,10 +157,18 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         packs.packed(unsafeDowncast(w, to: Tensor.self), k: k, n: n, pool: pool)
     }
 
-    /// Parts each image's output rows are split into: 1 when there are images enough for every worker,
-    /// else one per worker (a single photo at inference still uses every core). Every value is computed
-    /// the same way either way.
-    private func imageParts(_ batch: Int) -> Int { batch < pool.count ? pool.count : 1 }
+    /// body(worker, image, rows) over every image of a batch, in parallel: each image whole when there are
+    /// images enough for every worker, else its `rows` output rows split among the workers (a single photo
+    /// at inference still uses every core). Every value is computed the same way either way.
+    private func forEachImageRows(_ batch: Int, rows: Int, _ body: (_ worker: Int, _ image: Int, _ rows: Range<Int>) -> Void) {
+        let parts = batch < pool.count ? pool.count : 1
+        pool.parallelRanges(batch * parts) { worker, units in
+            for u in units {
+                let part = u % parts, r0 = rows * part / parts, r1 = rows * (part + 1) / parts
+                if r1 > r0 { body(worker, u / parts, r0..<r1) }
+            }
+        }
+    }
 
     public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
@@ -270,17 +269,12 @@ public final class CPUBackend: Backend, @unchecked Sendable {
         let xa = UInt(bitPattern: ptr(x)), ya = UInt(bitPattern: ptr(y)), aa = arg.map { UInt(bitPattern: $0) }
         let inStride = s.height * s.width * s.channels, outStride = s.outHeight * s.outWidth * s.channels
         let kern = kernels.k
-        let parts = imageParts(s.batch), rowOut = s.outWidth * s.channels
-        pool.parallelRanges(s.batch * parts) { _, units in
+        let rowOut = s.outWidth * s.channels
+        forEachImageRows(s.batch, rows: s.outHeight) { _, n, rows in
             let xp = UnsafePointer<Float>(bitPattern: xa)!, yp = UnsafeMutablePointer<Float>(bitPattern: ya)!
-            let ap = aa.map { UnsafeMutablePointer<UInt8>(bitPattern: $0)! }
-            for u in units {
-                let n = u / parts, r0 = s.outHeight * (u % parts) / parts, r1 = s.outHeight * (u % parts + 1) / parts
-                if r1 <= r0 { continue }
-                let o = n * outStride + r0 * rowOut
-                kern.maxpool2_forward(xp + n * inStride + 2 * r0 * s.width * s.channels, yp + o, ap.map { $0 + o },
-                                      2 * (r1 - r0), s.width, s.channels)
-            }
+            let o = n * outStride + rows.lowerBound * rowOut
+            kern.maxpool2_forward(xp + n * inStride + 2 * rows.lowerBound * s.width * s.channels, yp + o,
+                                  aa.map { UnsafeMutablePointer<UInt8>(bitPattern: $0)! + o }, 2 * rows.count, s.width, s.channels)
         }
     }
 
