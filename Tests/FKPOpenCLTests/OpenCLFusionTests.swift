@@ -4,48 +4,84 @@ import FKPTestSupport
 import Foundation
 import XCTest
 
-/// The OpenCL backend's speed paths against its plain paths and the CPU engine: direct convolution vs
-/// im2col + GEMM, the pool backward joined with the following ReLU mask, every GEMM tiling giving the
-/// same bits, and the per-shape tiling choice cached beside the programs.
+/// The OpenCL backend's speed paths against its plain paths and the CPU engine: implicit convolution vs
+/// im2col + GEMM, the pool backward joined with the following ReLU mask, every GEMM and implicit
+/// convolution tiling giving the same bits, and the per-shape tiling choice cached beside the programs.
 final class OpenCLFusionTests: XCTestCase {
     let cpu = CPUBackend(threads: 2)
 
     func run(_ be: Backend, _ s: ConvShape, x: [Float], w: [Float], b: [Float], dy: [Float], relu: Bool) -> [[Float]] {
-        let y = be.makeBuffer(count: s.outputCount), dw = be.makeBuffer(count: s.weightCount), db = be.makeBuffer(count: s.outChannels)
+        // Outputs start as NaN: an element left unwritten fails the comparison.
+        func output(_ count: Int) -> DeviceBuffer { be.upload([Float](repeating: .nan, count: count)) }
+        let y = output(s.outputCount), dw = output(s.weightCount), db = output(s.outChannels), dx = output(s.inputCount)
         let xb = be.upload(x), wb = be.upload(w)
         be.convForward(x: xb, w: wb, b: be.upload(b), y: y, shape: s, relu: relu)
-        be.convBackward(x: xb, w: wb, dy: be.upload(dy), dx: nil, dw: dw, db: db, shape: s)
-        return [be.values(y), be.values(dw), be.values(db)]
+        be.convBackward(x: xb, w: wb, dy: be.upload(dy), dx: dx, dw: dw, db: db, shape: s)
+        return [be.values(y), be.values(dx), be.values(dw), be.values(db)]
     }
 
-    /// The direct kernels (conv_direct.cl) do the forward pass's float operations in the GEMM path's
-    /// order, so y is the same bits; dw and db sum the pixels in other chunks (bounded error), and all
-    /// three match the CPU engine.
-    func testDirectConvolutionMatchesGemmPathAndCPU() throws {
-        let direct = try CL.backend()
-        let gemm = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, directConvolution: false))
+    static let convShapes = [
+        ConvShape(batch: 3, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
+        ConvShape(batch: 2, height: 9, width: 7, inChannels: 3, outChannels: 5, kernel: 3),
+        ConvShape(batch: 1, height: 5, width: 6, inChannels: 1, outChannels: 17, kernel: 2),
+        ConvShape(batch: 2, height: 4, width: 4, inChannels: 2, outChannels: 256, kernel: 2),
+        ConvShape(batch: 3, height: 6, width: 5, inChannels: 20, outChannels: 48, kernel: 3),
+        ConvShape(batch: 2, height: 47, width: 47, inChannels: 32, outChannels: 64, kernel: 2),
+        ConvShape(batch: 1, height: 23, width: 23, inChannels: 64, outChannels: 128, kernel: 2),
+    ]
+
+    /// The implicit convolutions (conv_implicit.cl: patches read in place, on CPU devices) against the
+    /// packed im2col + GEMM path and the CPU engine: forward, input, weight and bias gradients. Cout not
+    /// a multiple of 16 takes the packed weight gradient; rows not a multiple of 6 and partial column
+    /// panels are in the shapes.
+    func testImplicitConvolutionMatchesPackedPathAndCPU() throws {
+        let implicit = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked))
+        let packed = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, implicitConvolution: false))
         var rng = Xoshiro(seed: 31)
-        for s in [ConvShape(batch: 3, height: 96, width: 96, inChannels: 1, outChannels: 32, kernel: 3),
-                  ConvShape(batch: 2, height: 9, width: 7, inChannels: 3, outChannels: 5, kernel: 3),
-                  ConvShape(batch: 1, height: 5, width: 6, inChannels: 1, outChannels: 17, kernel: 2),
-                  ConvShape(batch: 2, height: 4, width: 4, inChannels: 2, outChannels: 256, kernel: 2)] {
-            XCTAssertEqual(direct.runsDirect(s), direct.deviceInfo.type != "GPU", "\(s)")
-            XCTAssertFalse(gemm.runsDirect(s))
+        for s in Self.convShapes {
+            XCTAssertTrue(implicit.runsImplicit(s), "\(s)")
+            XCTAssertFalse(packed.runsImplicit(s))
             let x = CL.random(s.inputCount, &rng), w = CL.random(s.weightCount, &rng, scale: 0.3)
             let b = CL.random(s.outChannels, &rng), dy = CL.random(s.outputCount, &rng)
             for relu in [false, true] {
-                let d = run(direct, s, x: x, w: w, b: b, dy: dy, relu: relu)
-                let g = run(gemm, s, x: x, w: w, b: b, dy: dy, relu: relu)
+                let i = run(implicit, s, x: x, w: w, b: b, dy: dy, relu: relu)
+                let p = run(packed, s, x: x, w: w, b: b, dy: dy, relu: relu)
                 let c = run(cpu, s, x: x, w: w, b: b, dy: dy, relu: relu)
-                XCTAssertEqual(d[0], g[0], "\(s) relu=\(relu): forward not the same bits as the GEMM path")
-                for (i, name) in ["y", "dw", "db"].enumerated() {
-                    XCTAssertLessThanOrEqual(CL.error(d[i], g[i]), 1e-5, "\(s) \(name) direct vs GEMM")
-                    XCTAssertLessThanOrEqual(CL.error(d[i], c[i]), 1e-5, "\(s) \(name) direct vs CPU")
+                for (k, name) in ["y", "dx", "dw", "db"].enumerated() {
+                    XCTAssertLessThanOrEqual(CL.error(i[k], p[k]), 1e-5, "\(s) relu=\(relu) \(name) implicit vs packed")
+                    XCTAssertLessThanOrEqual(CL.error(i[k], c[k]), 1e-5, "\(s) relu=\(relu) \(name) implicit vs CPU")
                 }
             }
         }
-        XCTAssertNil(direct.failure)
-        XCTAssertNil(gemm.failure)
+        XCTAssertNil(implicit.failure)
+        XCTAssertNil(packed.failure)
+    }
+
+    /// Every tiling of the implicit convolutions computes each element by the same fma chain over k:
+    /// the forward pass and the input gradient give identical bits whichever the tuner picks.
+    func testEveryImplicitTilingGivesTheSameBits() throws {
+        let cl = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false))
+        defer { cl.implicitTilingOverride = nil }
+        var rng = Xoshiro(seed: 37)
+        for s in [Self.convShapes[1], Self.convShapes[4], Self.convShapes[5],
+                  ConvShape(batch: 2, height: 11, width: 9, inChannels: 16, outChannels: 40, kernel: 2)] {
+            let x = CL.random(s.inputCount, &rng), w = CL.random(s.weightCount, &rng, scale: 0.3)
+            let b = CL.random(s.outChannels, &rng), dy = CL.random(s.outputCount, &rng)
+            // The tuner's candidates for both kernels, and runs and panel groups of every kind besides.
+            let candidates = cl.implicitCandidates(m: s.batch * s.outHeight * s.outWidth, n: s.outChannels)
+                + cl.implicitCandidates(m: s.batch * s.height * s.width, n: s.inChannels)
+            XCTAssertFalse(candidates.isEmpty)
+            var tilings: [GemmTiling] = []
+            for t in candidates + [1, 2, 3].flatMap({ p in [1, 3, 7, 100_000].map { GemmTiling(rows: 6, perItem: $0, panels: p) } })
+            where !tilings.contains(t) { tilings.append(t) }
+            var results: [[[Float]]] = []
+            for t in tilings {
+                cl.implicitTilingOverride = t
+                results.append(Array(run(cl, s, x: x, w: w, b: b, dy: dy, relu: true)[0...1]))
+            }
+            for (t, r) in zip(tilings, results) { XCTAssertEqual(r, results[0], "\(s) tiling \(t)") }
+        }
+        XCTAssertNil(cl.failure)
     }
 
     /// maxPoolBackward followed by reluBackward over the pool's input and gradient runs as one pass on

@@ -20,19 +20,19 @@ public struct OpenCLBackendOptions: Sendable {
     /// A folder of .cl files to build instead of the embedded kernels; nil: FKP_KERNELS_DIR when set.
     public var kernelsDirectory: String?
     public var buildOptions: String
-    /// Convolutions with a patch of at most 32 values (net2's conv1) run as direct kernels
-    /// (conv_direct.cl) instead of im2col + GEMM; false forces the GEMM path (the tests compare both).
-    public var directConvolution: Bool
     /// Measure the GEMM tilings per shape at first use (and cache the choice); false: the first
     /// candidate, unmeasured (every candidate gives the same bits, so this changes speed only).
     public var tuneGemm: Bool
+    /// Convolutions on CPU devices read their patches in place (conv_implicit.cl) instead of packing
+    /// them into GEMM panels (pack.cl); false forces the packed path (the tests compare both).
+    public var implicitConvolution: Bool
 
     public init(gemm: OpenCLGemmVariant? = nil, cacheDirectory: String? = nil, useCache: Bool = true,
                 kernelsDirectory: String? = nil, buildOptions: String = "-cl-std=CL1.2",
-                directConvolution: Bool = true, tuneGemm: Bool = true) {
+                tuneGemm: Bool = true, implicitConvolution: Bool = true) {
         (self.gemm, self.cacheDirectory, self.useCache) = (gemm, cacheDirectory, useCache)
         (self.kernelsDirectory, self.buildOptions) = (kernelsDirectory, buildOptions)
-        (self.directConvolution, self.tuneGemm) = (directConvolution, tuneGemm)
+        (self.tuneGemm, self.implicitConvolution) = (tuneGemm, implicitConvolution)
     }
 }
 
@@ -70,6 +70,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let tuner: GemmTuner
     /// Forces one GEMM tiling instead of the measured choice (the tests check that all give the same bits).
     public var gemmTilingOverride: GemmTiling?
+    /// The same for the implicit convolutions (conv_implicit.cl).
+    public var implicitTilingOverride: GemmTiling?
 
     let device: cl_device_id
     let context: cl_context
@@ -82,12 +84,15 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     private var bPack: CLBuffer?
     private var partial: CLBuffer?
     private var lossBuffer: CLBuffer?
+    /// Zeros read by conv_backward_input where the flipped kernel reaches outside dy.
+    private var zeros: CLBuffer?
 
     static let requiredKernels = [
         "gemm_register", "gemm_tiled", "pack_a", "pack_b", "pack_b_t", "pack_a_im2col", "pack_a_im2col_t",
         "pack_a_conv_dx", "pack_b_conv_dx", "sum_slices", "column_sums_partial", "maxpool_forward",
         "maxpool_backward", "relu_backward", "dropout_apply", "mse_loss", "nesterov_update",
-        "conv_direct_forward", "conv_direct_backward_weights", "gemm_register_4",
+        "gemm_register_4", "conv_forward",
+        "conv_backward_input", "conv_backward_weights",
     ]
 
     /// deviceIndex: an index of `OpenCLRuntime.devices()`; nil: the first usable GPU, else the first
@@ -172,8 +177,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         // The tuning cache sits next to the compiled programs, keyed like them by the GEMM source and
         // the device and driver, so a new kernel or driver measures afresh.
         let gemmFile = variant == .registerBlocked ? "gemm_register.cl" : "gemm_tiled.cl"
-        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", options.buildOptions, info.platform, info.name,
-                                          info.version, info.driver, variant.rawValue])
+        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", sources["conv_implicit.cl"] ?? "", options.buildOptions,
+                                          info.platform, info.name, info.version, info.driver, variant.rawValue])
         self.tuner = GemmTuner(path: cache.path(file: "gemm-tuning", key: tuningKey, suffix: "txt"),
                                measure: options.tuneGemm)
     }
@@ -181,7 +186,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     deinit {
         flushPending()
         clFinish(queue)
-        aPack = nil; bPack = nil; partial = nil; lossBuffer = nil
+        aPack = nil; bPack = nil; partial = nil; lossBuffer = nil; zeros = nil
         for k in kernels.values { clReleaseKernel(k) }
         for p in programs { clReleaseProgram(p) }
         clReleaseCommandQueue(queue)
@@ -550,47 +555,54 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         }
     }
 
-    // MARK: convolution (implicit im2col into packed panels, then GEMM)
+    // MARK: convolution (CPU devices: patches read in place, conv_implicit.cl; GPUs: packed panels, then GEMM)
 
     public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                             shape s: ConvShape, relu: Bool) {
         flushPending()
-        if runsDirect(s) {
-            let total = s.batch * s.outHeight * s.outWidth
-            let (items, per) = runs(total)
-            launch("conv_direct_forward", global: [items], local: [1],
-                   [.mem(mem(x)), .mem(mem(w)), .mem(mem(b)), .mem(mem(y)), .int(s.height), .int(s.width),
-                    .int(s.inChannels), .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(s.outChannels),
-                    .int(total), .int(per), .int(relu ? 1 : 0)])
-            return
-        }
         let p = plan(m: s.batch * s.outHeight * s.outWidth, n: s.outChannels, k: s.patchSize)
-        let a = scratch(\.aPack, p.mPad * p.kPad)
-        launch1D("pack_a_im2col", count: p.mPad,
-                 [.mem(mem(x)), .int(s.height), .int(s.width), .int(s.inChannels), .int(s.kernel),
-                  .int(s.outHeight), .int(s.outWidth), .int(p.m), .int(p.mPad), .int(p.kPad), .mem(a)])
         packB(p, src: mem(w), ld: s.outChannels, trans: false)
-        gemm(p, c: mem(y), bias: mem(b), relu: relu)
+        if runsImplicit(s) {
+            implicitGemm("conv_forward", m: p.m, n: p.n, k: p.k,
+                         [.mem(mem(x)), .mem(bPack?.mem), .mem(mem(b)), .mem(mem(y)), .int(s.height), .int(s.width),
+                          .int(s.inChannels), .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(p.m), .int(p.n),
+                          .int(1 | (relu ? 2 : 0))])
+        } else {
+            launch1D("pack_a_im2col", count: p.mPad,
+                     [.mem(mem(x)), .int(s.height), .int(s.width), .int(s.inChannels), .int(s.kernel),
+                      .int(s.outHeight), .int(s.outWidth), .int(p.m), .int(p.mPad), .int(p.kPad),
+                      .mem(scratch(\.aPack, p.mPad * p.kPad))])
+            gemm(p, c: mem(y), bias: mem(b), relu: relu)
+        }
     }
 
     public func convBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
         flushPending()
         let pixels = s.batch * s.outHeight * s.outWidth
-        if runsDirect(s) {
-            // Per-chunk partial dw and db in one pass over dy, then the chunks added in order.
-            let (chunks, per) = runs(pixels)
+        if runsImplicit(s) && s.outChannels % 16 == 0 {
+            // dw[k*k*Cin, Cout] = patches^T . dy: outer products per slice of pixels, slices added in order.
+            // The slicing depends on the shape and device only, so results are deterministic.
+            // db comes from the same pass.
             let len = s.patchSize * s.outChannels
-            let part = scratch(\.partial, chunks * (len + s.outChannels))
-            launch("conv_direct_backward_weights", global: [chunks], local: [1],
-                   [.mem(mem(x)), .mem(mem(dy)), .mem(part), .int(s.height), .int(s.width), .int(s.inChannels),
-                    .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(s.outChannels), .int(pixels),
-                    .int(per), .int(chunks)])
-            launchRuns("sum_slices", count: len,
-                       [.mem(part), .int(0), .int(chunks), .int(len), .int(len), .mem(part), .int(0), .mem(mem(dw))])
-            launchRuns("sum_slices", count: s.outChannels,
-                       [.mem(part), .int(chunks * len), .int(chunks), .int(s.outChannels), .int(s.outChannels),
-                        .mem(part), .int(0), .mem(mem(db))])
+            let want = 4 * max(1, deviceInfo.computeUnits)
+            let chunk = max(256, Self.ceilDiv(pixels, want))
+            let slices = Self.ceilDiv(pixels, chunk)
+            if slices == 0 {
+                fill(dw, count: len)
+                fill(db, count: s.outChannels)
+            } else {
+                let part = scratch(\.partial, slices * (len + s.outChannels))
+                launch("conv_backward_weights", global: [slices], local: [1],
+                       [.mem(mem(x)), .mem(mem(dy)), .mem(part), .int(s.height), .int(s.width), .int(s.inChannels),
+                        .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(pixels), .int(s.outChannels),
+                        .int(chunk), .int(slices)])
+                launchRuns("sum_slices", count: len,
+                           [.mem(part), .int(0), .int(slices), .int(len), .int(len), .mem(part), .int(0), .mem(mem(dw))])
+                launchRuns("sum_slices", count: s.outChannels,
+                           [.mem(part), .int(slices * len), .int(slices), .int(s.outChannels), .int(s.outChannels),
+                            .mem(part), .int(0), .mem(mem(db))])
+            }
         } else {
             // dw[k*k*Cin, Cout] = patches^T . dy
             let pw = plan(m: s.patchSize, n: s.outChannels, k: pixels)
@@ -605,23 +617,71 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         if let dx {
             // dx[B*H*W, Cin] = full correlation of dy with the weights
             let px = plan(m: s.batch * s.height * s.width, n: s.inChannels, k: s.kernel * s.kernel * s.outChannels)
-            let ax = scratch(\.aPack, px.mPad * px.kPad)
-            launch1D("pack_a_conv_dx", count: px.mPad,
-                     [.mem(mem(dy)), .int(s.height), .int(s.width), .int(s.outChannels), .int(s.kernel),
-                      .int(s.outHeight), .int(s.outWidth), .int(px.m), .int(px.mPad), .int(px.kPad), .mem(ax)])
             let bx = scratch(\.bPack, px.nPad * px.kPad)
             launch1D("pack_b_conv_dx", count: px.nPad,
                      [.mem(mem(w)), .int(s.inChannels), .int(s.outChannels), .int(s.kernel), .int(px.nPad),
                       .int(px.kPad), .mem(bx)])
-            gemm(px, c: mem(dx), bias: nil, relu: false)
+            if runsImplicit(s) {
+                let zeros = zeroRun(s.outChannels)
+                implicitGemm("conv_backward_input", m: px.m, n: px.n, k: px.k,
+                             [.mem(mem(dy)), .mem(bx), .mem(zeros), .mem(mem(dx)), .int(s.height), .int(s.width),
+                              .int(s.outChannels), .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(px.m),
+                              .int(px.n)])
+            } else {
+                let ax = scratch(\.aPack, px.mPad * px.kPad)
+                launch1D("pack_a_conv_dx", count: px.mPad,
+                         [.mem(mem(dy)), .int(s.height), .int(s.width), .int(s.outChannels), .int(s.kernel),
+                          .int(s.outHeight), .int(s.outWidth), .int(px.m), .int(px.mPad), .int(px.kPad), .mem(ax)])
+                gemm(px, c: mem(dx), bias: nil, relu: false)
+            }
         }
     }
 
-    /// Whether a convolution runs as direct kernels (conv_direct.cl): CPU devices, within the kernels'
-    /// limits (patch <= 32 values, <= 256 output channels, patch x channels <= 2048).
-    public func runsDirect(_ s: ConvShape) -> Bool {
-        options.directConvolution && cpuLike && s.patchSize <= 32 && s.outChannels <= 256
-            && s.patchSize * s.outChannels <= 2048
+    /// Whether a convolution reads its patches in place (conv_implicit.cl): CPU devices with the register
+    /// GEMM, unless it runs as direct kernels.
+    public func runsImplicit(_ s: ConvShape) -> Bool {
+        options.implicitConvolution && gemmVariant == .registerBlocked
+    }
+
+    /// Launches one of conv_implicit.cl's 6x16-block kernels over C[m, n] with the tiling measured for
+    /// (name, m, n, k); the tiling's panels and perItem follow `arguments`.
+    func implicitGemm(_ name: String, m: Int, n: Int, k: Int, _ arguments: [Arg]) {
+        guard m > 0, n > 0 else { return }
+        let blocks = Self.ceilDiv(m, 6), nPanels = Self.ceilDiv(n, 16)
+        let run = { (t: GemmTiling) in
+            let groups = Self.ceilDiv(nPanels, t.panels), items = Self.ceilDiv(blocks, t.perItem)
+            self.launch(name, global: [groups, items], local: [1, 1], arguments + [.int(t.panels), .int(t.perItem)])
+        }
+        let candidates = implicitCandidates(m: m, n: n)
+        let tiling = implicitTilingOverride
+            ?? tuner.choose(op: name, m: m, n: n, k: k, candidates: candidates) { t in self.timed { run(t) } }
+        run(tiling)
+    }
+
+    /// Tilings of the implicit convolutions: one, two or all 16-column panels per work-item, and runs of
+    /// row blocks giving about 16 to 1024 work-items per compute unit.
+    public func implicitCandidates(m: Int, n: Int) -> [GemmTiling] {
+        let blocks = Self.ceilDiv(max(m, 1), 6), nPanels = Self.ceilDiv(max(n, 1), 16)
+        let units = max(1, deviceInfo.computeUnits)
+        var out: [GemmTiling] = []
+        for panels in Set([1, min(2, nPanels), nPanels]).sorted() {
+            let groups = Self.ceilDiv(nPanels, panels)
+            for perUnit in [64, 16, 256, 1024] {
+                let items = min(blocks, max(1, Self.ceilDiv(perUnit * units, groups)))
+                let t = GemmTiling(rows: 6, perItem: Self.ceilDiv(blocks, items), panels: panels)
+                if !out.contains(t) { out.append(t) }
+            }
+        }
+        return out
+    }
+
+    /// A buffer of at least `count` zeros.
+    func zeroRun(_ count: Int) -> cl_mem? {
+        if let z = zeros, z.count >= count { return z.mem }
+        let z = makeBuffer(count: max(count, 256)) as! CLBuffer
+        zeros = z
+        fill(z, count: z.count)
+        return z.mem
     }
 
     // MARK: pooling, activation, dropout, loss, update
