@@ -184,10 +184,14 @@ final class BackendOpsTests: XCTestCase {
     }
 
     /// The backends under test: the CPU engine with each kernel set this CPU supports, and each OpenCL GEMM
-    /// variant where a platform exists.
+    /// variant where a platform exists; the register variant also with its operands packed instead of
+    /// read in place (conv_implicit.cl, dense.cl).
     func backends() throws -> [Backend] {
         var list: [Backend] = CPUKernels.supported.map { CPUBackend(threads: 2, kernels: $0) }
-        if CL.hasPlatform { list += try OpenCLGemmVariant.allCases.map { try CL.backend($0) } }
+        if CL.hasPlatform {
+            list += try OpenCLGemmVariant.allCases.map { try CL.backend($0) }
+            list.append(try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, readInPlace: false)))
+        }
         return list
     }
 
@@ -200,8 +204,8 @@ final class BackendOpsTests: XCTestCase {
             for backend in backends {
                 let h = Harness(backend)
                 let got = c.run(h)
-                let label = backend is OpenCLBackend ? "opencl \((backend as! OpenCLBackend).gemmVariant)"
-                    : "\(backend.name) \((backend as! CPUBackend).kernels.name)"
+                let label = (backend as? OpenCLBackend).map { "opencl \($0.gemmVariant)\($0.readsInPlace ? " in place" : "")" }
+                    ?? "\(backend.name) \((backend as! CPUBackend).kernels.name)"
                 XCTAssertEqual(h.overruns, [], "\(label) \(c.label): wrote past the end of its output")
                 for (name, values) in want.sorted(by: { $0.key < $1.key }) {
                     let e = Metric.normalisedError(got[name]!, values)

@@ -23,16 +23,17 @@ public struct OpenCLBackendOptions: Sendable {
     /// Measure the GEMM tilings per shape at first use (and cache the choice); false: the first
     /// candidate, unmeasured (every candidate gives the same bits, so this changes speed only).
     public var tuneGemm: Bool
-    /// Convolutions on CPU devices read their patches in place (conv_implicit.cl) instead of packing
-    /// them into GEMM panels (pack.cl); false forces the packed path (the tests compare both).
-    public var implicitConvolution: Bool
+    /// Convolutions and dense layers on CPU devices read their operands in place (conv_implicit.cl,
+    /// dense.cl) instead of packing them into GEMM panels (pack.cl); false forces the packed path (the
+    /// tests compare both).
+    public var readInPlace: Bool
 
     public init(gemm: OpenCLGemmVariant? = nil, cacheDirectory: String? = nil, useCache: Bool = true,
                 kernelsDirectory: String? = nil, buildOptions: String = "-cl-std=CL1.2",
-                tuneGemm: Bool = true, implicitConvolution: Bool = true) {
+                tuneGemm: Bool = true, readInPlace: Bool = true) {
         (self.gemm, self.cacheDirectory, self.useCache) = (gemm, cacheDirectory, useCache)
         (self.kernelsDirectory, self.buildOptions) = (kernelsDirectory, buildOptions)
-        (self.tuneGemm, self.implicitConvolution) = (tuneGemm, implicitConvolution)
+        (self.tuneGemm, self.readInPlace) = (tuneGemm, readInPlace)
     }
 }
 
@@ -70,8 +71,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let tuner: GemmTuner
     /// Forces one GEMM tiling instead of the measured choice (the tests check that all give the same bits).
     public var gemmTilingOverride: GemmTiling?
-    /// The same for the implicit convolutions (conv_implicit.cl).
-    public var implicitTilingOverride: GemmTiling?
+    /// The same for the kernels that read their operands in place (conv_implicit.cl, dense.cl).
+    public var inPlaceTilingOverride: GemmTiling?
 
     let device: cl_device_id
     let context: cl_context
@@ -92,7 +93,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         "pack_a_conv_dx", "pack_b_conv_dx", "sum_slices", "column_sums_partial", "maxpool_forward",
         "maxpool_backward", "relu_backward", "dropout_apply", "mse_loss", "nesterov_update",
         "gemm_register_4", "conv_forward",
-        "conv_backward_input", "conv_backward_weights",
+        "conv_backward_input", "conv_backward_weights", "dense_forward", "dense_backward_weights",
+        "dense_backward_input",
     ]
 
     /// deviceIndex: an index of `OpenCLRuntime.devices()`; nil: the first usable GPU, else the first
@@ -177,8 +179,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         // The tuning cache sits next to the compiled programs, keyed like them by the GEMM source and
         // the device and driver, so a new kernel or driver measures afresh.
         let gemmFile = variant == .registerBlocked ? "gemm_register.cl" : "gemm_tiled.cl"
-        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", sources["conv_implicit.cl"] ?? "", options.buildOptions,
-                                          info.platform, info.name, info.version, info.driver, variant.rawValue])
+        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", sources["conv_implicit.cl"] ?? "", sources["dense.cl"] ?? "",
+                                          options.buildOptions, info.platform, info.name, info.version, info.driver,
+                                          variant.rawValue])
         self.tuner = GemmTuner(path: cache.path(file: "gemm-tuning", key: tuningKey, suffix: "txt"),
                                measure: options.tuneGemm)
     }
@@ -532,14 +535,42 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
                              batch: Int, inputs: Int, outputs: Int, relu: Bool) {
         flushPending()
         let p = plan(m: batch, n: outputs, k: inputs)
-        packA(p, src: mem(x), ld: inputs, trans: false)
-        packB(p, src: mem(w), ld: outputs, trans: false)
-        gemm(p, c: mem(y), bias: mem(b), relu: relu)
+        guard readsInPlace else {
+            packA(p, src: mem(x), ld: inputs, trans: false)
+            packB(p, src: mem(w), ld: outputs, trans: false)
+            gemm(p, c: mem(y), bias: mem(b), relu: relu)
+            return
+        }
+        // Long k is split as for the packed GEMM (the slices then summed in order, with bias and ReLU).
+        let flags = 1 | (relu ? 2 : 0)
+        let (splits, kChunk) = split(p)
+        let target = splits == 1 ? mem(y) : scratch(\.partial, splits * batch * outputs)
+        inPlaceGemm("dense_forward", m: batch, n: outputs, k: inputs, splits: splits,
+                    [.mem(mem(x)), .mem(mem(w)), .mem(mem(b)), .mem(target), .int(batch), .int(outputs), .int(inputs),
+                     .int(kChunk), .int(splits == 1 ? flags : 0)])
+        if splits > 1 {
+            launchRuns("sum_slices", count: batch * outputs,
+                       [.mem(target), .int(0), .int(splits), .int(batch * outputs), .int(outputs), .mem(mem(b)),
+                        .int(flags), .mem(mem(y))])
+        }
     }
 
     public func denseBackward(x: DeviceBuffer, w: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer?,
                               dw: DeviceBuffer, db: DeviceBuffer, batch: Int, inputs: Int, outputs: Int) {
         flushPending()
+        if readsInPlace {
+            inPlaceGemm("dense_backward_weights", m: inputs, n: outputs, k: batch,
+                        [.mem(mem(x)), .mem(mem(dy)), .mem(mem(dw)), .int(inputs), .int(outputs), .int(batch)])
+            columnSums(mem(dy), rows: batch, cols: outputs, into: mem(db))
+            if let dx {
+                // dx^T[in, B] = w . dy^T: w read in place, dy^T (small) packed.
+                let px = plan(m: inputs, n: batch, k: outputs)
+                packB(px, src: mem(dy), ld: outputs, trans: true)
+                inPlaceGemm("dense_backward_input", m: inputs, n: batch, k: outputs,
+                            [.mem(mem(w)), .mem(bPack?.mem), .mem(mem(dx)), .int(inputs), .int(batch), .int(outputs)])
+            }
+            return
+        }
         // dw[in, out] = x^T . dy
         let pw = plan(m: inputs, n: outputs, k: batch)
         packA(pw, src: mem(x), ld: inputs, trans: true)
@@ -562,8 +593,8 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         flushPending()
         let p = plan(m: s.batch * s.outHeight * s.outWidth, n: s.outChannels, k: s.patchSize)
         packB(p, src: mem(w), ld: s.outChannels, trans: false)
-        if runsImplicit(s) {
-            implicitGemm("conv_forward", m: p.m, n: p.n, k: p.k,
+        if readsInPlace {
+            inPlaceGemm("conv_forward", m: p.m, n: p.n, k: p.k,
                          [.mem(mem(x)), .mem(bPack?.mem), .mem(mem(b)), .mem(mem(y)), .int(s.height), .int(s.width),
                           .int(s.inChannels), .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(p.m), .int(p.n),
                           .int(1 | (relu ? 2 : 0))])
@@ -580,7 +611,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
                              dw: DeviceBuffer, db: DeviceBuffer, shape s: ConvShape) {
         flushPending()
         let pixels = s.batch * s.outHeight * s.outWidth
-        if runsImplicit(s) && s.outChannels % 16 == 0 {
+        if readsInPlace && s.outChannels % 16 == 0 {
             // dw[k*k*Cin, Cout] = patches^T . dy: outer products per slice of pixels, slices added in order.
             // The slicing depends on the shape and device only, so results are deterministic.
             // db comes from the same pass.
@@ -621,9 +652,9 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
             launch1D("pack_b_conv_dx", count: px.nPad,
                      [.mem(mem(w)), .int(s.inChannels), .int(s.outChannels), .int(s.kernel), .int(px.nPad),
                       .int(px.kPad), .mem(bx)])
-            if runsImplicit(s) {
+            if readsInPlace {
                 let zeros = zeroRun(s.outChannels)
-                implicitGemm("conv_backward_input", m: px.m, n: px.n, k: px.k,
+                inPlaceGemm("conv_backward_input", m: px.m, n: px.n, k: px.k,
                              [.mem(mem(dy)), .mem(bx), .mem(zeros), .mem(mem(dx)), .int(s.height), .int(s.width),
                               .int(s.outChannels), .int(s.kernel), .int(s.outHeight), .int(s.outWidth), .int(px.m),
                               .int(px.n)])
@@ -637,30 +668,30 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// Whether a convolution reads its patches in place (conv_implicit.cl): CPU devices with the register
-    /// GEMM, unless it runs as direct kernels.
-    public func runsImplicit(_ s: ConvShape) -> Bool {
-        options.implicitConvolution && gemmVariant == .registerBlocked
-    }
+    /// Whether convolutions and dense layers read their operands in place (conv_implicit.cl, dense.cl):
+    /// CPU devices, with the register GEMM.
+    public var readsInPlace: Bool { options.readInPlace && gemmVariant == .registerBlocked }
 
-    /// Launches one of conv_implicit.cl's 6x16-block kernels over C[m, n] with the tiling measured for
-    /// (name, m, n, k); the tiling's panels and perItem follow `arguments`.
-    func implicitGemm(_ name: String, m: Int, n: Int, k: Int, _ arguments: [Arg]) {
+    /// Launches one of the 6x16-block kernels of conv_implicit.cl or dense.cl over C[m, n] (in `splits`
+    /// slices of k, the kernel's third global dimension) with the tiling measured for (name, m, n, k);
+    /// the tiling's panels and perItem follow `arguments`.
+    func inPlaceGemm(_ name: String, m: Int, n: Int, k: Int, splits: Int = 1, _ arguments: [Arg]) {
         guard m > 0, n > 0 else { return }
         let blocks = Self.ceilDiv(m, 6), nPanels = Self.ceilDiv(n, 16)
         let run = { (t: GemmTiling) in
             let groups = Self.ceilDiv(nPanels, t.panels), items = Self.ceilDiv(blocks, t.perItem)
-            self.launch(name, global: [groups, items], local: [1, 1], arguments + [.int(t.panels), .int(t.perItem)])
+            self.launch(name, global: splits > 1 ? [groups, items, splits] : [groups, items],
+                        local: splits > 1 ? [1, 1, 1] : [1, 1], arguments + [.int(t.panels), .int(t.perItem)])
         }
-        let candidates = implicitCandidates(m: m, n: n)
-        let tiling = implicitTilingOverride
+        let candidates = inPlaceCandidates(m: m, n: n)
+        let tiling = inPlaceTilingOverride
             ?? tuner.choose(op: name, m: m, n: n, k: k, candidates: candidates) { t in self.timed { run(t) } }
         run(tiling)
     }
 
-    /// Tilings of the implicit convolutions: one, two or all 16-column panels per work-item, and runs of
+    /// Tilings of the in-place kernels: one, two or all 16-column panels per work-item, and runs of
     /// row blocks giving about 16 to 1024 work-items per compute unit.
-    public func implicitCandidates(m: Int, n: Int) -> [GemmTiling] {
+    public func inPlaceCandidates(m: Int, n: Int) -> [GemmTiling] {
         let blocks = Self.ceilDiv(max(m, 1), 6), nPanels = Self.ceilDiv(max(n, 1), 16)
         let units = max(1, deviceInfo.computeUnits)
         var out: [GemmTiling] = []
