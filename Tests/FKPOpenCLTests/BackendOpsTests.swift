@@ -185,7 +185,7 @@ final class BackendOpsTests: XCTestCase {
 
     /// The backends under test: the CPU engine with each kernel set this CPU supports, and each OpenCL GEMM
     /// variant where a platform exists; the register variant also with its operands packed instead of
-    /// read in place (conv_implicit.cl, dense.cl).
+    /// read in place (gemm_inplace.cl).
     func backends() throws -> [Backend] {
         var list: [Backend] = CPUKernels.supported.map { CPUBackend(threads: 2, kernels: $0) }
         if CL.hasPlatform {

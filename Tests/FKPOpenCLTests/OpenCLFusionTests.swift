@@ -30,7 +30,7 @@ final class OpenCLFusionTests: XCTestCase {
         ConvShape(batch: 1, height: 23, width: 23, inChannels: 64, outChannels: 128, kernel: 2),
     ]
 
-    /// The implicit convolutions (conv_implicit.cl: patches read in place, on CPU devices) against the
+    /// The implicit convolutions (gemm_inplace.cl: patches read in place, on CPU devices) against the
     /// packed im2col + GEMM path and the CPU engine: forward, input, weight and bias gradients. Cout not
     /// a multiple of 16 takes the packed weight gradient; rows not a multiple of 6 and partial column
     /// panels are in the shapes.
@@ -84,7 +84,7 @@ final class OpenCLFusionTests: XCTestCase {
         XCTAssertNil(cl.failure)
     }
 
-    /// dense.cl's kernels likewise: y (with a k split for long inputs), dx and dw give the same bits with
+    /// The dense kernels of gemm_inplace.cl likewise: y (with a k split for long inputs), dx and dw give the same bits with
     /// every tiling, and match the CPU engine.
     func testEveryDenseTilingGivesTheSameBits() throws {
         let cl = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false))

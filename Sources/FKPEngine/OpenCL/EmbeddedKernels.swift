@@ -18,20 +18,45 @@ __kernel void relu_backward(__global const float* restrict y, __global float* re
     for (int i = i0; i < i1; ++i) dy[i] = y[i] <= 0.0f ? 0.0f : dy[i];
 }
 """#,
-        "conv_implicit.cl": #"""
-// Convolution on CPU devices (PoCL) as implicit GEMMs: the patches are read straight from the NHWC
-// images, never copied into panels (pack.cl's im2col path copies conv2's 138 MB of patches per batch and
-// reads them back). Valid convolution, stride 1, NHWC, weights [k][k][Cin][Cout].
+        "dropout.cl": #"""
+// Inverted dropout with a counter-based generator, identical to FKPEngine's dropoutKeep(seed:index:rate:):
+// SplitMix64's finaliser of seed + index * golden ratio (64-bit wrapping arithmetic); the top 24 bits
+// as a uniform in [0, 1); kept when that uniform is >= rate. The same kernel serves the backward pass
+// (the mask is recomputed from the seed, never stored). scale = 1 / (1 - rate), computed on the host
+// in single precision exactly as the CPU engine does, so both backends agree bit for bit.
+#pragma OPENCL FP_CONTRACT OFF
+
+// dst[i] = keep(i) ? src[i] * scale : 0. Work-item g covers [g*per, (g+1)*per) (see activation.cl).
+// global = (ceil(count/per) rounded up).
+__kernel void dropout_apply(__global const float* restrict src, __global float* restrict dst,
+                            const int count, const float rate, const float scale, const ulong seed,
+                            const int per)
+{
+    const int i0 = get_global_id(0) * per;
+    const int i1 = min(count, i0 + per);
+    for (int i = i0; i < i1; ++i) {
+        ulong z = seed + (ulong)i * 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        const float u = (float)(uint)(z >> 40) * (1.0f / 16777216.0f);
+        dst[i] = u >= rate ? src[i] * scale : 0.0f;
+    }
+}
+"""#,
+        "gemm_inplace.cl": #"""
+// GEMMs on CPU devices (PoCL) whose operands are read in place, never copied into panels: the
+// convolutions (patches straight from the NHWC images; pack.cl's im2col path copied conv2's 138 MB of
+// patches per batch of 128 and read them back) and the dense layers (hidden4's 31 MB of weights, which
+// the packed path copied twice per batch). Valid convolution, stride 1, NHWC, weights [k][k][Cin][Cout];
+// dense x [batch][in], w [in][out], dy [batch][out]; all row-major.
 //
-// conv_forward and conv_backward_input: each work-item owns blocks of 6 rows of C (6 pixels) and, for
-// each of its 16-column panels of the packed B ([Npad/16][K][16], pack.cl), keeps 6 float16
-// accumulators in registers (12 of AVX2's 16 vector registers), fed by one float16 of B and one float
-// of each of 6 row pointers per step of k. A row of A is a few contiguous runs of the image: for the
-// forward pass the k rows of the patch (k*Cin floats each); for the input gradient the k*k pixels of dy
-// under the flipped kernel (Cout floats each, a zero run where the pixel lies outside dy).
-// Work-item (g, h) takes panels [g*panels, ...) and row blocks [h*perItem, ...); the host measures which
-// (panels, perItem) is fastest per shape (GemmTuner). Each element of C is one fma chain over k in
-// order, so every tiling gives the same bits.
+// Every kernel but conv_backward_weights owns blocks of 6 rows of its C and, for each of its 16-column
+// panels, keeps 6 float16 accumulators in registers (12 of AVX2's 16 vector registers), fed by one
+// float16 of B and one float from each of 6 row pointers per step of k. Work-item (g, h[, z]) takes
+// panels [g*panels, ...), row blocks [h*perItem, ...) [and slice z of k]; the host measures which
+// (panels, perItem) is fastest per op and shape (GemmTuner). Each element of C is one fma chain over k
+// in order, so every tiling gives the same bits.
 //
 // conv_backward_weights: dw = patches^T . dy as outer products and db = column sums of dy, one slice of
 // pixels per work-item.
@@ -39,6 +64,21 @@ __kernel void relu_backward(__global const float* restrict y, __global float* re
 #define FMA6(i) c0 = fma((float16)(a0[i]), bv, c0); c1 = fma((float16)(a1[i]), bv, c1); \
                 c2 = fma((float16)(a2[i]), bv, c2); c3 = fma((float16)(a3[i]), bv, c3); \
                 c4 = fma((float16)(a4[i]), bv, c4); c5 = fma((float16)(a5[i]), bv, c5)
+
+// One pixel's outer product into the 6 rows (patch elements at offsets o0..o5 from xp).
+#define OUTER6(bv) c0 = fma((float16)(xp[o0]), bv, c0); c1 = fma((float16)(xp[o1]), bv, c1); \
+                   c2 = fma((float16)(xp[o2]), bv, c2); c3 = fma((float16)(xp[o3]), bv, c3); \
+                   c4 = fma((float16)(xp[o4]), bv, c4); c5 = fma((float16)(xp[o5]), bv, c5)
+
+// a0..a5: the block's rows i0..i0+5 of a row-major matrix (rows past M repeat the last one and are
+// never stored).
+#define ROWS6(base, ld) \
+    __global const float* a0 = (base) + (size_t)min(i0 + 0, M - 1) * (ld);          \
+    __global const float* a1 = (base) + (size_t)min(i0 + 1, M - 1) * (ld);          \
+    __global const float* a2 = (base) + (size_t)min(i0 + 2, M - 1) * (ld);          \
+    __global const float* a3 = (base) + (size_t)min(i0 + 3, M - 1) * (ld);          \
+    __global const float* a4 = (base) + (size_t)min(i0 + 4, M - 1) * (ld);          \
+    __global const float* a5 = (base) + (size_t)min(i0 + 5, M - 1) * (ld)
 
 // Row r of the block (i0 + r < M) into C[., j0 .. j0+16), with bias and ReLU when flags ask; the last
 // panel's columns past N are dropped.
@@ -48,7 +88,7 @@ __kernel void relu_backward(__global const float* restrict y, __global float* re
             if (flags & 1) v += bvec;                                                \
             if (flags & 2) v = fmax(v, (float16)(0.0f));                             \
             __global float* dst = C + (size_t)(i0 + (r)) * N + j0;                   \
-            if (full) {                                                              \
+            if (j0 + 16 <= N) {                                                      \
                 vstore16(v, 0, dst);                                                 \
             } else {                                                                 \
                 float t[16];                                                         \
@@ -58,16 +98,43 @@ __kernel void relu_backward(__global const float* restrict y, __global float* re
         }                                                                            \
     } while (0)
 
-// One pixel's outer product into the 6 rows (patch elements at offsets o0..o5 from xp).
-#define OUTER6(bv) c0 = fma((float16)(xp[o0]), bv, c0); c1 = fma((float16)(xp[o1]), bv, c1); \
-                   c2 = fma((float16)(xp[o2]), bv, c2); c3 = fma((float16)(xp[o3]), bv, c3); \
-                   c4 = fma((float16)(xp[o4]), bv, c4); c5 = fma((float16)(xp[o5]), bv, c5)
-
 #define STORE_BLOCK() do {                                                           \
         STORE6(0, c0); STORE6(1, c1); STORE6(2, c2);                                 \
         STORE6(3, c3); STORE6(4, c4); STORE6(5, c5);                                 \
     } while (0)
 
+// bvec = bias[j0 .. j0+16) (zeros past N) when flags ask for a bias.
+#define LOAD_BIAS() do {                                                             \
+        bvec = (float16)(0.0f);                                                      \
+        if (flags & 1) {                                                             \
+            float t[16];                                                             \
+            for (int j = 0; j < 16; ++j) t[j] = j0 + j < N ? bias[j0 + j] : 0.0f;    \
+            bvec = vload16(0, t);                                                    \
+        }                                                                            \
+    } while (0)
+
+// Columns j0 .. j0+16 of row p of a row-major [.][ldb] matrix with `cols` columns: a plain vector load
+// while it stays inside the matrix (columns past `cols` are read from the next row and never stored),
+// else element by element with zeros.
+#define LOAD_B(bv, b, p, j0, cols, ldb, safe) do {                                   \
+        if ((p) < (safe)) {                                                          \
+            bv = vload16(0, (b) + (size_t)(p) * (ldb) + (j0));                       \
+        } else {                                                                     \
+            float t_[16];                                                            \
+            for (int j_ = 0; j_ < 16; ++j_)                                          \
+                t_[j_] = (j0) + j_ < (cols) ? (b)[(size_t)(p) * (ldb) + (j0) + j_] : 0.0f; \
+            bv = vload16(0, t_);                                                     \
+        }                                                                            \
+    } while (0)
+
+// The first row p at which a 16-wide load at column j0 would run past the end of a rows x ldb matrix.
+inline int safe_rows(const int rows, const int ldb, const int j0)
+{
+    const long last = (long)rows * ldb - j0 - 16;  // the last start index that fits
+    return last < 0 ? 0 : min(rows, (int)(last / ldb) + 1);
+}
+
+// ---- convolution
 // y[M = B*Ho*Wo, N = Cout] = patches(x) . w (+ bias, ReLU). B: packed w, K = k*k*Cin.
 // global = (ceil(Npad/16 / panels), ceil(ceil(M/6) / perItem)), work-groups of 1.
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
@@ -89,13 +156,8 @@ void conv_forward(__global const float* restrict x, __global const float* restri
         }
         for (int jp = get_global_id(0) * panels; jp < jpEnd; ++jp) {
             const int j0 = jp * 16;
-            const bool full = j0 + 16 <= N;
-            float16 bvec = (float16)(0.0f);
-            if (flags & 1) {
-                float t[16];
-                for (int j = 0; j < 16; ++j) t[j] = j0 + j < N ? bias[j0 + j] : 0.0f;
-                bvec = vload16(0, t);
-            }
+            float16 bvec;
+            LOAD_BIAS();
             float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
             __global const float* b = B + (size_t)jp * K * 16;
             for (int ky = 0; ky < k; ++ky, b += run * 16) {
@@ -141,7 +203,6 @@ void conv_backward_input(__global const float* restrict dy, __global const float
         }
         for (int jp = get_global_id(0) * panels; jp < jpEnd; ++jp) {
             const int j0 = jp * 16;
-            const bool full = j0 + 16 <= N;
             float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
             __global const float* b = B + (size_t)jp * K * 16;
             for (int ky = 0; ky < k; ++ky) {
@@ -245,58 +306,8 @@ void conv_backward_weights(__global const float* restrict x, __global const floa
         }
     }
 }
-"""#,
-        "dense.cl": #"""
-// Dense layers on CPU devices (PoCL) with the operands read in place: no packing of the weights
-// (hidden4's are 31 MB, which the packed path copied twice per batch). x [batch][in], w [in][out],
-// dy [batch][out], all row-major.
-//
-// Every kernel owns blocks of 6 rows of its C and, for each of its 16-column panels, keeps 6 float16
-// accumulators in registers fed by one float16 of B and 6 floats of A per step of k (as
-// conv_implicit.cl). Work-item (g, h[, z]) takes panels [g*panels, ...), row blocks [h*perItem, ...)
-// [and slice z of k]; the host measures which (panels, perItem) is fastest per shape. Each element is one
-// fma chain over k in order, so every tiling gives the same bits.
 
-#define FMA6(p) c0 = fma((float16)(a0[p]), bv, c0); c1 = fma((float16)(a1[p]), bv, c1); \
-                c2 = fma((float16)(a2[p]), bv, c2); c3 = fma((float16)(a3[p]), bv, c3); \
-                c4 = fma((float16)(a4[p]), bv, c4); c5 = fma((float16)(a5[p]), bv, c5)
-
-// Columns j0 .. j0+16 of row p of a row-major [.][ldb] matrix with `cols` columns: a plain vector load
-// while it stays inside the matrix (columns past `cols` are read from the next row and never stored),
-// else element by element with zeros.
-#define LOAD_B(bv, b, p, j0, cols, ldb, safe) do {                                   \
-        if ((p) < (safe)) {                                                          \
-            bv = vload16(0, (b) + (size_t)(p) * (ldb) + (j0));                       \
-        } else {                                                                     \
-            float t_[16];                                                            \
-            for (int j_ = 0; j_ < 16; ++j_)                                          \
-                t_[j_] = (j0) + j_ < (cols) ? (b)[(size_t)(p) * (ldb) + (j0) + j_] : 0.0f; \
-            bv = vload16(0, t_);                                                     \
-        }                                                                            \
-    } while (0)
-
-// The first row p at which a 16-wide load at column j0 would run past the end of a rows x ldb matrix.
-inline int safe_rows(const int rows, const int ldb, const int j0)
-{
-    const long last = (long)rows * ldb - j0 - 16;  // the last start index that fits
-    return last < 0 ? 0 : min(rows, (int)(last / ldb) + 1);
-}
-
-#define STORE6(r, cr) do {                                                           \
-        if (i0 + (r) < M) {                                                          \
-            float16 v = (cr);                                                        \
-            if (flags & 1) v += bvec;                                                \
-            if (flags & 2) v = fmax(v, (float16)(0.0f));                             \
-            __global float* dst = C + (size_t)(i0 + (r)) * N + j0;                   \
-            if (j0 + 16 <= N) {                                                      \
-                vstore16(v, 0, dst);                                                 \
-            } else {                                                                 \
-                float t[16];                                                         \
-                vstore16(v, 0, t);                                                   \
-                for (int j = 0; j < N - j0; ++j) dst[j] = t[j];                      \
-            }                                                                        \
-        }                                                                            \
-    } while (0)
+// ---- dense layers
 
 // Slice z of y[M = batch, N = out] = x . w over k in [z*kChunk, min(K, (z+1)*kChunk)), to C + z*M*N;
 // with one slice, + bias and ReLU as flags ask (bit 0, bit 1). global = (panel groups, row-block runs,
@@ -314,26 +325,17 @@ void dense_forward(__global const float* restrict x, __global const float* restr
     const int blockEnd = min((M + 5) / 6, (int)get_global_id(1) * perItem + perItem);
     for (int blk = get_global_id(1) * perItem; blk < blockEnd; ++blk) {
         const int i0 = blk * 6;
-        __global const float* a0 = x + (size_t)min(i0 + 0, M - 1) * K;
-        __global const float* a1 = x + (size_t)min(i0 + 1, M - 1) * K;
-        __global const float* a2 = x + (size_t)min(i0 + 2, M - 1) * K;
-        __global const float* a3 = x + (size_t)min(i0 + 3, M - 1) * K;
-        __global const float* a4 = x + (size_t)min(i0 + 4, M - 1) * K;
-        __global const float* a5 = x + (size_t)min(i0 + 5, M - 1) * K;
+        ROWS6(x, K);
         for (int jp = get_global_id(0) * panels; jp < jpEnd; ++jp) {
             const int j0 = jp * 16, safe = safe_rows(K, N, j0);
-            float16 bvec = (float16)(0.0f);
-            if (flags & 1) {
-                float t[16];
-                for (int j = 0; j < 16; ++j) t[j] = j0 + j < N ? bias[j0 + j] : 0.0f;
-                bvec = vload16(0, t);
-            }
+            float16 bvec;
+            LOAD_BIAS();
             float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, bv;
             for (int p = k0; p < k1; ++p) {
                 LOAD_B(bv, w, p, j0, N, N, safe);
                 FMA6(p);
             }
-            STORE6(0, c0); STORE6(1, c1); STORE6(2, c2); STORE6(3, c3); STORE6(4, c4); STORE6(5, c5);
+            STORE_BLOCK();
         }
     }
 }
@@ -351,13 +353,8 @@ void dense_backward_weights(__global const float* restrict x, __global const flo
     const int blockEnd = min((M + 5) / 6, (int)get_global_id(1) * perItem + perItem);
     for (int blk = get_global_id(1) * perItem; blk < blockEnd; ++blk) {
         const int i0 = blk * 6;
-        // a_r[p * M] = x[p][i0 + r] (rows past M repeat the last one, not stored)
-        __global const float* a0 = x + min(i0 + 0, M - 1);
-        __global const float* a1 = x + min(i0 + 1, M - 1);
-        __global const float* a2 = x + min(i0 + 2, M - 1);
-        __global const float* a3 = x + min(i0 + 3, M - 1);
-        __global const float* a4 = x + min(i0 + 4, M - 1);
-        __global const float* a5 = x + min(i0 + 5, M - 1);
+        // a_r[p * M] = x[p][i0 + r]: columns of x, so the "rows" are neighbouring floats (ld 1).
+        ROWS6(x, 1);
         for (int jp = get_global_id(0) * panels; jp < jpEnd; ++jp) {
             const int j0 = jp * 16, safe = safe_rows(K, N, j0);
             float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, bv;
@@ -365,7 +362,7 @@ void dense_backward_weights(__global const float* restrict x, __global const flo
                 LOAD_B(bv, dy, p, j0, N, N, safe);
                 FMA6((size_t)p * M);
             }
-            STORE6(0, c0); STORE6(1, c1); STORE6(2, c2); STORE6(3, c3); STORE6(4, c4); STORE6(5, c5);
+            STORE_BLOCK();
         }
     }
 }
@@ -382,12 +379,7 @@ void dense_backward_input(__global const float* restrict w, __global const float
     const int blockEnd = min((M + 5) / 6, (int)get_global_id(1) * perItem + perItem);
     for (int blk = get_global_id(1) * perItem; blk < blockEnd; ++blk) {
         const int i0 = blk * 6;
-        __global const float* a0 = w + (size_t)min(i0 + 0, M - 1) * K;
-        __global const float* a1 = w + (size_t)min(i0 + 1, M - 1) * K;
-        __global const float* a2 = w + (size_t)min(i0 + 2, M - 1) * K;
-        __global const float* a3 = w + (size_t)min(i0 + 3, M - 1) * K;
-        __global const float* a4 = w + (size_t)min(i0 + 4, M - 1) * K;
-        __global const float* a5 = w + (size_t)min(i0 + 5, M - 1) * K;
+        ROWS6(w, K);
         for (int jp = get_global_id(0) * panels; jp < jpEnd; ++jp) {
             const int j0 = jp * 16;
             float16 c0 = (float16)(0.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
@@ -405,32 +397,6 @@ void dense_backward_input(__global const float* restrict w, __global const float
                 for (int r = 0; r < rows; ++r) dst[r] = t[r][j];
             }
         }
-    }
-}
-"""#,
-        "dropout.cl": #"""
-// Inverted dropout with a counter-based generator, identical to FKPEngine's dropoutKeep(seed:index:rate:):
-// SplitMix64's finaliser of seed + index * golden ratio (64-bit wrapping arithmetic); the top 24 bits
-// as a uniform in [0, 1); kept when that uniform is >= rate. The same kernel serves the backward pass
-// (the mask is recomputed from the seed, never stored). scale = 1 / (1 - rate), computed on the host
-// in single precision exactly as the CPU engine does, so both backends agree bit for bit.
-#pragma OPENCL FP_CONTRACT OFF
-
-// dst[i] = keep(i) ? src[i] * scale : 0. Work-item g covers [g*per, (g+1)*per) (see activation.cl).
-// global = (ceil(count/per) rounded up).
-__kernel void dropout_apply(__global const float* restrict src, __global float* restrict dst,
-                            const int count, const float rate, const float scale, const ulong seed,
-                            const int per)
-{
-    const int i0 = get_global_id(0) * per;
-    const int i1 = min(count, i0 + per);
-    for (int i = i0; i < i1; ++i) {
-        ulong z = seed + (ulong)i * 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        z ^= z >> 31;
-        const float u = (float)(uint)(z >> 40) * (1.0f / 16777216.0f);
-        dst[i] = u >= rate ? src[i] * scale : 0.0f;
     }
 }
 """#,

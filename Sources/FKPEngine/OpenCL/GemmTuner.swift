@@ -1,7 +1,7 @@
 import Foundation
 
 /// How a register kernel covers C: blocks of `rows` x 16 (gemm_register: 8, gemm_register_4: 4, the
-/// implicit convolutions of conv_implicit.cl: 6), `perItem` such blocks down the rows and `panels`
+/// in-place kernels of gemm_inplace.cl: 6), `perItem` such blocks down the rows and `panels`
 /// 16-column panels across per work-item.
 public struct GemmTiling: Sendable, Hashable, CustomStringConvertible {
     public var rows, perItem, panels: Int

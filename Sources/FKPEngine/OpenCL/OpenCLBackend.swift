@@ -23,8 +23,8 @@ public struct OpenCLBackendOptions: Sendable {
     /// Measure the GEMM tilings per shape at first use (and cache the choice); false: the first
     /// candidate, unmeasured (every candidate gives the same bits, so this changes speed only).
     public var tuneGemm: Bool
-    /// Convolutions and dense layers on CPU devices read their operands in place (conv_implicit.cl,
-    /// dense.cl) instead of packing them into GEMM panels (pack.cl); false forces the packed path (the
+    /// Convolutions and dense layers on CPU devices read their operands in place
+    /// (gemm_inplace.cl) instead of packing them into GEMM panels (pack.cl); false forces the packed path (the
     /// tests compare both).
     public var readInPlace: Bool
 
@@ -71,7 +71,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     let tuner: GemmTuner
     /// Forces one GEMM tiling instead of the measured choice (the tests check that all give the same bits).
     public var gemmTilingOverride: GemmTiling?
-    /// The same for the kernels that read their operands in place (conv_implicit.cl, dense.cl).
+    /// The same for the kernels that read their operands in place (gemm_inplace.cl).
     public var inPlaceTilingOverride: GemmTiling?
 
     let device: cl_device_id
@@ -179,7 +179,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         // The tuning cache sits next to the compiled programs, keyed like them by the GEMM source and
         // the device and driver, so a new kernel or driver measures afresh.
         let gemmFile = variant == .registerBlocked ? "gemm_register.cl" : "gemm_tiled.cl"
-        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", sources["conv_implicit.cl"] ?? "", sources["dense.cl"] ?? "",
+        let tuningKey = ProgramCache.key([sources[gemmFile] ?? "", sources["gemm_inplace.cl"] ?? "",
                                           options.buildOptions, info.platform, info.name, info.version, info.driver,
                                           variant.rawValue])
         self.tuner = GemmTuner(path: cache.path(file: "gemm-tuning", key: tuningKey, suffix: "txt"),
@@ -586,7 +586,7 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         }
     }
 
-    // MARK: convolution (CPU devices: patches read in place, conv_implicit.cl; GPUs: packed panels, then GEMM)
+    // MARK: convolution (CPU devices: patches read in place, gemm_inplace.cl; GPUs: packed panels, then GEMM)
 
     public func convForward(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, y: DeviceBuffer,
                             shape s: ConvShape, relu: Bool) {
@@ -668,11 +668,11 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// Whether convolutions and dense layers read their operands in place (conv_implicit.cl, dense.cl):
+    /// Whether convolutions and dense layers read their operands in place (gemm_inplace.cl):
     /// CPU devices, with the register GEMM.
     public var readsInPlace: Bool { options.readInPlace && gemmVariant == .registerBlocked }
 
-    /// Launches one of the 6x16-block kernels of conv_implicit.cl or dense.cl over C[m, n] (in `splits`
+    /// Launches one of the 6x16-block kernels of gemm_inplace.cl over C[m, n] (in `splits`
     /// slices of k, the kernel's third global dimension) with the tiling measured for (name, m, n, k);
     /// the tiling's panels and perItem follow `arguments`.
     func inPlaceGemm(_ name: String, m: Int, n: Int, k: Int, splits: Int = 1, _ arguments: [Arg]) {
