@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training and inference speed of net1 and net2.",
         discussion: """
-        Trains on --images random 96x96 images (1712 = the tutorial's training set size, batch 128) and reports seconds per epoch, inference images per second at batch 128 and at batch 1 (--batch1-images, a net built for prediction only, as annotate uses) and the GFLOP/s each reaches (a training epoch counts 3x the forward FLOPs). Median of --repeat runs after one warm-up. Results go to stdout (a table, or JSON lines with --format json, as bench/compare.sh reads them next to PyTorch's). --gemm measures the GEMMs of net2's layers instead, on the CPU engine and on every usable OpenCL device with each GEMM kernel.
+        Trains on --images random 96x96 images (1712 = the tutorial's training set size, batch 128) and reports seconds per epoch, inference images per second at batch 128 and at batch 1 (--batch1-images, a net built for prediction only, as annotate uses) and the GFLOP/s each reaches (a training epoch counts 3x the forward FLOPs). Median of --repeat runs after one warm-up. Results go to stdout (a table, or JSON lines with --format json, as bench/compare.sh reads them next to PyTorch's). --gemm measures the GEMMs of net2's layers instead, on the CPU engine and on every usable OpenCL device with each GEMM kernel; --ops measures net2's convolution and dense layers, forward and backward, as the nets call them (on OpenCL CPU devices both with the operands read in place, the default, and packed).
         """)
 
     @Option(help: "Models to measure, comma-separated.") var models: String = "net1,net2"
@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
     var allDevices = false
     @Flag(help: "Also print the time per layer and pass of one training epoch (stderr).") var profile = false
     @Flag(help: "Measure GEMM GFLOP/s on net2's shapes at batch 128 (CPU engine and each OpenCL GEMM kernel).") var gemm = false
+    @Flag(help: "Measure net2's convolution and dense layers at batch 128, forward and backward, on the CPU engine and each usable OpenCL device (CPU devices: operands read in place and packed).")
+    var ops = false
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -35,6 +37,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if gemm { return try gemmRun() }
+        if ops { return try opsRun() }
         let backends = allDevices ? DeviceChoice.allBackends(threads: engine.threads) : [try engine.makeBackend()]
         var rng = Xoshiro(seed: 7)
         let x = Tensor(shape: [images, Keypoints.imageSize])
@@ -139,6 +142,35 @@ struct Bench: ParsableCommand {
                                                    "seconds": t, "gflops": gflops]))
                 } else {
                     table.append([name, s.label, "\(s.m)x\(s.n)x\(s.k)", String(format: "%.2f", t * 1e3), String(format: "%.1f", gflops)])
+                }
+            }
+        }
+        if format == .table { printTable(table) }
+    }
+}
+
+extension Bench {
+    func opsRun() throws {
+        var backends: [(String, Backend)] = [("cpu", CPUBackend(threads: engine.threads))]
+        for d in OpenCLRuntime.devices() where d.usable {
+            for inPlace in d.type == "GPU" ? [true] : [true, false] {
+                do {
+                    let cl = try OpenCLBackend(deviceIndex: d.index, options: OpenCLBackendOptions(readInPlace: inPlace))
+                    backends.append(("opencl:\(d.index)" + (cl.readsInPlace ? " in place" : inPlace ? "" : " packed"), cl))
+                } catch { Log.warn("opencl:\(d.index) unusable: \(firstLine(error))") }
+            }
+        }
+        var table = [["backend", "layer", "forward ms", "GFLOP/s", "backward ms", "GFLOP/s"]]
+        for (name, be) in backends {
+            for c in LayerBenchmark.net2 {
+                let (f, b) = LayerBenchmark.measure(c, backend: be, repeats: `repeat`)
+                let flops = LayerBenchmark.flops(c)
+                if format == .json {
+                    print(KeypointWriter.jsonLine(["backend": name, "layer": c.label, "forward_seconds": f, "backward_seconds": b,
+                                                   "forward_gflops": flops.forward / f / 1e9, "backward_gflops": flops.backward / b / 1e9]))
+                } else {
+                    table.append([name, c.label, String(format: "%.2f", f * 1e3), String(format: "%.1f", flops.forward / f / 1e9),
+                                  String(format: "%.2f", b * 1e3), String(format: "%.1f", flops.backward / b / 1e9)])
                 }
             }
         }

@@ -502,3 +502,28 @@ final class DropoutTests: XCTestCase {
         XCTAssertLessThan(Check.normalisedError(cpu.download(dx), Check.numericGradient(&x, eps: 1e-2, loss)), 1e-3)
     }
 }
+
+/// `bench --ops`: the FLOP counts it divides by, and a measurement that runs the ops it names.
+final class LayerBenchmarkTests: XCTestCase {
+    func testFlopsOfNet2Layers() {
+        let byLabel = Dictionary(uniqueKeysWithValues: LayerBenchmark.net2.map { ($0.label, $0) })
+        XCTAssertEqual(LayerBenchmark.net2.map(\.label), ["conv1", "conv2", "conv3", "hidden4"])
+        let conv2 = LayerBenchmark.flops(byLabel["conv2"]!)
+        XCTAssertEqual(conv2.forward, 2 * 128 * 46 * 46 * 64 * 128)
+        XCTAssertEqual(conv2.backward, 2 * conv2.forward)  // dw and dx
+        let conv1 = LayerBenchmark.flops(byLabel["conv1"]!)
+        XCTAssertEqual(conv1.forward, 2 * 128 * 94 * 94 * 32 * 9)
+        XCTAssertEqual(conv1.backward, conv1.forward)  // the first layer: no dx
+        XCTAssertEqual(LayerBenchmark.flops(byLabel["hidden4"]!).forward, 2 * 128 * 15488 * 500)
+    }
+
+    func testMeasureRunsForwardAndBackward() {
+        let cases = [LayerBenchmark.Case(label: "c", layer: .conv(ConvShape(batch: 2, height: 9, width: 8, inChannels: 3,
+                                                                            outChannels: 16, kernel: 2)), inputGradient: true),
+                     LayerBenchmark.Case(label: "d", layer: .dense(batch: 3, inputs: 40, outputs: 7), inputGradient: false)]
+        for c in cases {
+            let t = LayerBenchmark.measure(c, backend: CPUBackend(threads: 2), repeats: 3)
+            XCTAssertTrue(t.forward > 0 && t.forward.isFinite && t.backward > 0 && t.backward.isFinite, "\(c.label): \(t)")
+        }
+    }
+}
