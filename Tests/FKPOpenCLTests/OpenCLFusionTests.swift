@@ -11,13 +11,27 @@ final class OpenCLFusionTests: XCTestCase {
     let cpu = CPUBackend(threads: 2)
 
     func run(_ be: Backend, _ s: ConvShape, x: [Float], w: [Float], b: [Float], dy: [Float], relu: Bool) -> [[Float]] {
-        // Outputs start as NaN: an element left unwritten fails the comparison.
-        func output(_ count: Int) -> DeviceBuffer { be.upload([Float](repeating: .nan, count: count)) }
-        let y = output(s.outputCount), dw = output(s.weightCount), db = output(s.outChannels), dx = output(s.inputCount)
+        let y = be.unwritten(s.outputCount), dw = be.unwritten(s.weightCount)
+        let db = be.unwritten(s.outChannels), dx = be.unwritten(s.inputCount)
         let xb = be.upload(x), wb = be.upload(w)
         be.convForward(x: xb, w: wb, b: be.upload(b), y: y, shape: s, relu: relu)
         be.convBackward(x: xb, w: wb, dy: be.upload(dy), dx: dx, dw: dw, db: db, shape: s)
         return [be.values(y), be.values(dx), be.values(dw), be.values(db)]
+    }
+
+    /// Runs `body` once with each in-place tiling forced and asserts that all give the same bits; returns
+    /// the first tiling's result.
+    @discardableResult
+    func assertSameBits(_ cl: OpenCLBackend, _ tilings: [GemmTiling], _ label: String,
+                        _ body: () -> [[Float]]) -> [[Float]] {
+        defer { cl.inPlaceTilingOverride = nil }
+        var results: [[[Float]]] = []
+        for t in tilings {
+            cl.inPlaceTilingOverride = t
+            results.append(body())
+        }
+        for (t, r) in zip(tilings, results) { XCTAssertEqual(r, results[0], "\(label) tiling \(t)") }
+        return results[0]
     }
 
     static let convShapes = [
@@ -37,10 +51,10 @@ final class OpenCLFusionTests: XCTestCase {
     func testImplicitConvolutionMatchesPackedPathAndCPU() throws {
         let implicit = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked))
         let packed = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, readInPlace: false))
+        XCTAssertTrue(implicit.readsInPlace)
+        XCTAssertFalse(packed.readsInPlace)
         var rng = Xoshiro(seed: 31)
         for s in Self.convShapes {
-            XCTAssertTrue(implicit.readsInPlace)
-            XCTAssertFalse(packed.readsInPlace)
             let x = CL.random(s.inputCount, &rng), w = CL.random(s.weightCount, &rng, scale: 0.3)
             let b = CL.random(s.outChannels, &rng), dy = CL.random(s.outputCount, &rng)
             for relu in [false, true] {
@@ -61,7 +75,6 @@ final class OpenCLFusionTests: XCTestCase {
     /// the forward pass and the input gradient give identical bits whichever the tuner picks.
     func testEveryImplicitTilingGivesTheSameBits() throws {
         let cl = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false))
-        defer { cl.inPlaceTilingOverride = nil }
         var rng = Xoshiro(seed: 37)
         for s in [Self.convShapes[1], Self.convShapes[4], Self.convShapes[5],
                   ConvShape(batch: 2, height: 11, width: 9, inChannels: 16, outChannels: 40, kernel: 2)] {
@@ -74,45 +87,34 @@ final class OpenCLFusionTests: XCTestCase {
             var tilings: [GemmTiling] = []
             for t in candidates + [1, 2, 3].flatMap({ p in [1, 3, 7, 100_000].map { GemmTiling(rows: 6, perItem: $0, panels: p) } })
             where !tilings.contains(t) { tilings.append(t) }
-            var results: [[[Float]]] = []
-            for t in tilings {
-                cl.inPlaceTilingOverride = t
-                results.append(Array(run(cl, s, x: x, w: w, b: b, dy: dy, relu: true)[0...1]))
-            }
-            for (t, r) in zip(tilings, results) { XCTAssertEqual(r, results[0], "\(s) tiling \(t)") }
+            assertSameBits(cl, tilings, "\(s)") { Array(run(cl, s, x: x, w: w, b: b, dy: dy, relu: true)[0...1]) }
         }
         XCTAssertNil(cl.failure)
     }
 
-    /// The dense kernels of gemm_inplace.cl likewise: y (with a k split for long inputs), dx and dw give the same bits with
-    /// every tiling, and match the CPU engine.
+    /// The dense kernels of gemm_inplace.cl likewise: y (with a k split for long inputs), dx and dw give the
+    /// same bits with every tiling, and match the CPU engine.
     func testEveryDenseTilingGivesTheSameBits() throws {
         let cl = try OpenCLBackend(options: OpenCLBackendOptions(gemm: .registerBlocked, useCache: false))
-        defer { cl.inPlaceTilingOverride = nil }
         XCTAssertTrue(cl.readsInPlace)
         var rng = Xoshiro(seed: 43)
         for (batch, inputs, outputs) in [(7, 33, 50), (13, 3000, 30), (1, 500, 17)] {
             let x = CL.random(batch * inputs, &rng), w = CL.random(inputs * outputs, &rng, scale: 0.1)
             let b = CL.random(outputs, &rng), dy = CL.random(batch * outputs, &rng)
             func run(_ be: Backend) -> [[Float]] {
-                func output(_ count: Int) -> DeviceBuffer { be.upload([Float](repeating: .nan, count: count)) }
-                let y = output(batch * outputs), dx = output(batch * inputs), dw = output(inputs * outputs), db = output(outputs)
+                let y = be.unwritten(batch * outputs), dx = be.unwritten(batch * inputs)
+                let dw = be.unwritten(inputs * outputs), db = be.unwritten(outputs)
                 let xb = be.upload(x), wb = be.upload(w)
                 be.denseForward(x: xb, w: wb, b: be.upload(b), y: y, batch: batch, inputs: inputs, outputs: outputs, relu: true)
                 be.denseBackward(x: xb, w: wb, dy: be.upload(dy), dx: dx, dw: dw, db: db, batch: batch, inputs: inputs,
                                  outputs: outputs)
                 return [be.values(y), be.values(dx), be.values(dw), be.values(db)]
             }
-            let want = run(cpu)
-            var results: [[[Float]]] = []
+            let want = run(cpu), label = "\(batch)x\(inputs)->\(outputs)"
             let tilings = [1, 2, 3].flatMap { p in [1, 2, 100_000].map { GemmTiling(rows: 6, perItem: $0, panels: p) } }
-            for t in tilings {
-                cl.inPlaceTilingOverride = t
-                results.append(run(cl))
-            }
-            for (t, r) in zip(tilings, results) { XCTAssertEqual(r, results[0], "\(batch)x\(inputs)->\(outputs) tiling \(t)") }
+            let got = assertSameBits(cl, tilings, label) { run(cl) }
             for (k, name) in ["y", "dx", "dw", "db"].enumerated() {
-                XCTAssertLessThanOrEqual(CL.error(results[0][k], want[k]), 1e-5, "\(batch)x\(inputs)->\(outputs) \(name)")
+                XCTAssertLessThanOrEqual(CL.error(got[k], want[k]), 1e-5, "\(label) \(name)")
             }
         }
         XCTAssertNil(cl.failure)

@@ -66,6 +66,9 @@ extension Backend {
         return b
     }
 
+    /// An output buffer filled with NaN: an element an op leaves unwritten fails any comparison.
+    func unwritten(_ count: Int) -> DeviceBuffer { upload([Float](repeating: .nan, count: count)) }
+
     func values(_ buffer: DeviceBuffer) -> [Float] {
         var out = [Float](repeating: 0, count: buffer.count)
         out.withUnsafeMutableBufferPointer { read(buffer, offset: 0, into: $0) }

@@ -23,9 +23,9 @@ public struct OpenCLBackendOptions: Sendable {
     /// Measure the GEMM tilings per shape at first use (and cache the choice); false: the first
     /// candidate, unmeasured (every candidate gives the same bits, so this changes speed only).
     public var tuneGemm: Bool
-    /// Convolutions and dense layers on CPU devices read their operands in place
-    /// (gemm_inplace.cl) instead of packing them into GEMM panels (pack.cl); false forces the packed path (the
-    /// tests compare both).
+    /// Convolutions and dense layers on CPU devices read their operands in place (gemm_inplace.cl)
+    /// instead of packing them into GEMM panels (pack.cl); false forces the packed path (the tests
+    /// compare both).
     public var readInPlace: Bool
 
     public init(gemm: OpenCLGemmVariant? = nil, cacheDirectory: String? = nil, useCache: Bool = true,
@@ -672,16 +672,16 @@ public final class OpenCLBackend: Backend, @unchecked Sendable {
     /// CPU devices, with the register GEMM.
     public var readsInPlace: Bool { options.readInPlace && gemmVariant == .registerBlocked }
 
-    /// Launches one of the 6x16-block kernels of gemm_inplace.cl over C[m, n] (in `splits`
-    /// slices of k, the kernel's third global dimension) with the tiling measured for (name, m, n, k);
-    /// the tiling's panels and perItem follow `arguments`.
+    /// Launches one of the 6x16-block kernels of gemm_inplace.cl over C[m, n] (in `splits` slices of k,
+    /// the third global dimension; 1 for the kernels that do not split) with the tiling measured for
+    /// (name, m, n, k); the tiling's panels and perItem follow `arguments`.
     func inPlaceGemm(_ name: String, m: Int, n: Int, k: Int, splits: Int = 1, _ arguments: [Arg]) {
         guard m > 0, n > 0 else { return }
         let blocks = Self.ceilDiv(m, 6), nPanels = Self.ceilDiv(n, 16)
         let run = { (t: GemmTiling) in
             let groups = Self.ceilDiv(nPanels, t.panels), items = Self.ceilDiv(blocks, t.perItem)
-            self.launch(name, global: splits > 1 ? [groups, items, splits] : [groups, items],
-                        local: splits > 1 ? [1, 1, 1] : [1, 1], arguments + [.int(t.panels), .int(t.perItem)])
+            self.launch(name, global: [groups, items, splits], local: [1, 1, 1],
+                        arguments + [.int(t.panels), .int(t.perItem)])
         }
         let candidates = inPlaceCandidates(m: m, n: n)
         let tiling = inPlaceTilingOverride
