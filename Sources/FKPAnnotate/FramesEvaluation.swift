@@ -1,6 +1,7 @@
 import Dispatch
 import FKPAlign
 import FKPDetect
+import FKPEngine
 import FKPImage
 import FKPInference
 import FKPIngest
@@ -203,8 +204,7 @@ public enum FramesEvaluation {
             let perfectFaces = aligned.map { AlignedModel.Face(photo: $0.0, start: $0.1) }
             let perfect: [[Double]]
             if let photoModel = model as? AlignedModel {
-                let last = AlignedModel(nets: [photoModel.nets[photoModel.nets.count - 1]], framing: nil, defaultPasses: 1)
-                perfect = last.predict(photos: planes, faces: perfectFaces, passes: 1)
+                perfect = photoModel.lastNetAlone().predict(photos: planes, faces: perfectFaces, passes: 1)
             } else {
                 perfect = predictCrops(model, planes, perfectFaces)
             }
@@ -219,42 +219,74 @@ public enum FramesEvaluation {
 }
 
 /// A photo model file from trained checkpoints: `first` runs pass 1, `second` (or `first`) the passes
-/// after it; with `frames`, the detector box -> crop framing is measured on its training people.
+/// after it; `first` may also be a photo model already, whose nets and framing are kept. With `frames`,
+/// the detector box -> crop framing and each net's output offset are measured on its training people.
 public enum PhotoModelExport {
-    public static func write(first: String, second: String?, frames: String?, cascade: String, passes: Int,
-                             output: String, dtype: Safetensors.DType) throws -> (nets: Int, bytes: Int) {
+    public static func write(first: String, second: String?, frames: String?, cascade: String, passes: Int?,
+                             output: String, dtype: Safetensors.DType) throws -> (nets: Int, bytes: Int, passes: Int) {
         var nets: [(file: Safetensors.File, architecture: String)] = []
-        for path in [first] + (second.map { [$0] } ?? []) {
-            let f = try Safetensors.read(path: path)
-            guard let arch = f.metadata["model"], Preset.named(arch) != nil else {
-                throw FKPError.setup("\(path): not a single net's checkpoint (model '\(f.metadata["model"] ?? "")')")
-            }
-            try ModelFile.validate(f, path: path, dtype: dtype)
-            nets.append((f, arch))
-        }
         var framing: BoxFraming?
-        if let frames {
-            let all = try LandmarkFiles.read(frames)
-            let set = all.subset(all.trainingRows)
-            let images = try ImageFile.readGray(paths: set.images)
-            // The frontal cascade alone: the other cascades' boxes are moved onto its framing.
-            let boxes = FramesEvaluation.detect(images, references: set.keypoints,
-                                                detector: FaceDetector(frontal: try HaarCascade(contentsOf: cascade)))
-            guard let cal = FramesEvaluation.calibrate(references: set.keypoints, boxes: boxes) else {
-                throw FKPError.setup("\(frames): the detector found none of the \(set.count) training faces; cannot calibrate")
+        var usedPasses = passes ?? 2
+        let firstFile = try Safetensors.read(path: first)
+        if firstFile.metadata["model"] == "aligned" {
+            guard second == nil else { throw FKPError.setup("\(first) is a photo model already; --second-pass adds a net to a single net's checkpoint") }
+            try ModelFile.validate(firstFile, path: first, dtype: dtype)
+            nets = try AlignedModel.netFiles(firstFile, path: first)
+            framing = firstFile.metadata["box_framing"].flatMap { try? JSONDecoder().decode(BoxFraming.self, from: Data($0.utf8)) }
+            usedPasses = passes ?? firstFile.metadata["passes"].flatMap(Int.init) ?? 2
+        } else {
+            for (path, f) in [(first, firstFile)] + (try second.map { [($0, try Safetensors.read(path: $0))] } ?? []) {
+                guard let arch = f.metadata["model"], Preset.named(arch) != nil else {
+                    throw FKPError.setup("\(path): not a single net's checkpoint (model '\(f.metadata["model"] ?? "")')")
+                }
+                try ModelFile.validate(f, path: path, dtype: dtype)
+                nets.append((f, arch))
             }
-            framing = cal.framing
-            Log.info("box -> crop framing from \(cal.faces) of \(set.count) training faces: \(cal.framing)")
         }
-        var meta = nets[0].file.metadata
+        // A photo model keeps its own metadata (what it was made from); a checkpoint's is the first net's.
+        var meta = firstFile.metadata["model"] == "aligned" ? firstFile.metadata : nets[0].file.metadata
         meta.removeValue(forKey: "trainer_state")
         meta.removeValue(forKey: "training_setup")
-        meta["exported_from"] = ([first] + (second.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0).lastPathComponent }
-            .joined(separator: " + ")
-        try AlignedModel.save(nets: nets, framing: framing, passes: passes, metadata: meta, path: output, dtype: dtype)
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        return (nets.count, bytes)
+        if firstFile.metadata["model"] != "aligned" {
+            meta["exported_from"] = ([first] + (second.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0).lastPathComponent }
+                .joined(separator: " + ")
+        }
+        guard let frames else {
+            try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: output, dtype: dtype)
+            return (nets.count, fileSize(output), usedPasses)
+        }
+        let all = try LandmarkFiles.read(frames)
+        let set = all.subset(all.trainingRows)
+        let images = try ImageFile.readGray(paths: set.images)
+        // The frontal cascade alone: the other cascades' boxes are moved onto its framing.
+        let boxes = FramesEvaluation.detect(images, references: set.keypoints,
+                                            detector: FaceDetector(frontal: try HaarCascade(contentsOf: cascade)))
+        guard let cal = FramesEvaluation.calibrate(references: set.keypoints, boxes: boxes) else {
+            throw FKPError.setup("\(frames): the detector found none of the \(set.count) training faces; cannot calibrate")
+        }
+        framing = cal.framing
+        Log.info("box -> crop framing from \(cal.faces) of \(set.count) training faces: \(cal.framing)")
+        // The offsets are measured on the weights as stored (float16 and int8 round them): written once
+        // without, read back, measured, written again with them.
+        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: output, dtype: dtype)
+        let written = try AlignedModel.load(try Safetensors.read(path: output), path: output, backend: CPUBackend(), maxBatch: 128)
+        let offsets = withPlanes(images.map { $0.pixels.map { $0 / 255 } }, sizes: images.map { ($0.width, $0.height) }) {
+            written.measureOutputOffsets(photos: $0, references: set.keypoints)
+        }
+        for (k, o) in offsets.enumerated() {
+            guard let o else { continue }
+            let x: [Double] = stride(from: 0, to: o.count, by: 2).map { o[$0] }
+            let y: [Double] = stride(from: 1, to: o.count, by: 2).map { o[$0] }
+            let xMean = x.reduce(0, +) / Double(x.count), yMean = y.reduce(0, +) / Double(y.count)
+            let line = String(format: "x mean %+.2f px (%+.2f...%+.2f), y mean %+.2f px", xMean, x.min() ?? 0, x.max() ?? 0, yMean)
+            Log.info("net \(k + 1) output offset from \(set.count) training faces: \(line)")
+        }
+        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, outputOffsets: offsets, metadata: meta,
+                              path: output, dtype: dtype)
+        return (nets.count, fileSize(output), usedPasses)
     }
+
+    static func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
 }
 
 /// A 96x96-face model on one crop per face (cut through its start transform), back in photo pixels.

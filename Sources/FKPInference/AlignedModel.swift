@@ -25,10 +25,22 @@ public final class AlignedModel: KeypointModel {
     /// coarse and the narrow net of the bundled model, on the held-out frames, median NME 0.0725 -> 0.0708
     /// (2 passes) and 0.0734 -> 0.0699 (3 passes); README, "Photo models".
     public var ensembleLaterPasses = false
+    /// Passes for faces that come aligned (Kaggle's 96x96 faces), whose first crop is as good as a
+    /// realigned one: on the aligned faces of the held-out people, 1 pass 2.233 px RMSE, 2 passes 2.029,
+    /// 3 passes 2.055 (the nets track a face's size only weakly, so each further pass shrinks the
+    /// predicted face a little; README, "Photo models").
+    public var alignedFacePasses = 2
+    /// Per net, 30 values in crop pixels added to its prediction (after mirror-averaging): the mean error
+    /// of the net on perfectly aligned crops of its training people. A net trained with flips predicts
+    /// a left-right symmetric answer, but the frames' labels sit about 0.5-0.8 px right of that (their
+    /// convention, not the faces), a bias no weight can learn and mirror-averaging cancels (README,
+    /// "Photo models").
+    public var outputOffsets: [[Double]?]
 
     public init(nets: [Net], framing: BoxFraming?, defaultPasses: Int, maxBatch: Int? = nil) {
         precondition(!nets.isEmpty)
         self.nets = nets; self.framing = framing; self.defaultPasses = defaultPasses
+        self.outputOffsets = nets.map { _ in nil }
         self.maxBatch = max(maxBatch ?? nets.map(\.maxBatch).max() ?? 1, 1)
     }
 
@@ -42,8 +54,9 @@ public final class AlignedModel: KeypointModel {
     }
 
     /// Keypoints (30 values, photo pixels) of every face, after `passes` passes. `crops`, when given,
-    /// receives each face's final photo -> crop transform.
-    public func predict(photos: [GrayPlane], faces: [Face], passes: Int? = nil,
+    /// receives each face's final photo -> crop transform. `startAligned`: the first crops are as good
+    /// as realigned ones, so the first pass runs as the later ones do (every net when they are averaged).
+    public func predict(photos: [GrayPlane], faces: [Face], passes: Int? = nil, startAligned: Bool = false,
                         crops: UnsafeMutablePointer<Similarity>? = nil) -> [[Double]] {
         let n = faces.count
         guard n > 0 else { return [] }
@@ -52,9 +65,10 @@ public final class AlignedModel: KeypointModel {
         let total = max(1, passes ?? defaultPasses)
         nets = nets.map { grown($0, toFit: n, cap: maxBatch) }
         for pass in 0..<total {
-            let net = pass == 0 ? nets[0] : nets[nets.count - 1]
+            let later = pass > 0 || startAligned
+            let net = later ? nets.count - 1 : 0
             // The passes after the first may average every net: an ensemble.
-            let passNets = pass > 0 && ensembleLaterPasses ? nets : [net]
+            let passNets = later && ensembleLaterPasses ? Array(nets.indices) : [net]
             if pass > 0 {
                 for i in 0..<n {
                     // A prediction that defines no face keeps the last crop.
@@ -63,13 +77,14 @@ public final class AlignedModel: KeypointModel {
             }
             // The last pass averages over slightly moved crops too (each mapped back on its own).
             let jitters = pass == total - 1 && total > 1 ? finalJitters : [.identity]
-            var sum = [[Double]](repeating: [Double](repeating: 0, count: net.outputs), count: n)
+            let outputs = nets[net].outputs
+            var sum = [[Double]](repeating: [Double](repeating: 0, count: outputs), count: n)
             let runs = Double(jitters.count * passNets.count)
             for jitter in jitters {
                 let moved = transforms.map { $0.then(jitter) }
-                for net in passNets {
-                    let p = run(net, photos: photos, faces: faces, transforms: moved)
-                    for i in 0..<n { for c in 0..<net.outputs { sum[i][c] += p[i][c] / runs } }
+                for k in passNets {
+                    let p = run(k, photos: photos, faces: faces, transforms: moved)
+                    for i in 0..<n { for c in 0..<outputs { sum[i][c] += p[i][c] / runs } }
                 }
             }
             points = sum
@@ -87,6 +102,14 @@ public final class AlignedModel: KeypointModel {
         return [.identity, Similarity(angle: 0, scale: 1 + d, center: c), Similarity(angle: 0, scale: 1 / (1 + d), center: c)]
     }()
 
+    /// The last net alone (with its offset and mirror setting), one pass by default: the precise net.
+    public func lastNetAlone() -> AlignedModel {
+        let model = AlignedModel(nets: [nets[nets.count - 1]], framing: nil, defaultPasses: 1, maxBatch: maxBatch)
+        model.outputOffsets = [outputOffsets[outputOffsets.count - 1]]
+        model.mirrorAverage = mirrorAverage
+        return model
+    }
+
     /// No mirror-, jitter- or net-averaging: one net run per face and pass.
     public func averageNone() {
         mirrorAverage = false
@@ -94,8 +117,37 @@ public final class AlignedModel: KeypointModel {
         finalJitters = [.identity]
     }
 
-    /// One net over every face's crop (mirror-averaged when set); points back in photo pixels.
-    func run(_ net: Net, photos: [GrayPlane], faces: [Face], transforms: [Similarity]) -> [[Double]] {
+    /// The mean error (reference - prediction, in crop pixels) of each net alone, as it runs here
+    /// (mirror-averaged when set) but without its offset, on crops aligned by the reference points
+    /// themselves: the `outputOffsets` to store. Faces whose points define no alignment are skipped;
+    /// nil for a net when a value was never finite.
+    public func measureOutputOffsets(photos: [GrayPlane], references: [[Double]]) -> [[Double]?] {
+        var faces: [Face] = [], refs: [[Double]] = []
+        for (i, r) in references.enumerated() {
+            if let t = CanonicalFace.alignment(for: r) { faces.append(Face(photo: i, start: t)); refs.append(r) }
+        }
+        guard !faces.isEmpty else { return nets.map { _ in nil } }
+        let saved = outputOffsets
+        defer { outputOffsets = saved }
+        outputOffsets = nets.map { _ in nil }
+        nets = nets.map { grown($0, toFit: faces.count, cap: maxBatch) }
+        let transforms = faces.map(\.start)
+        return nets.indices.map { k in
+            let predicted = run(k, photos: photos, faces: faces, transforms: transforms)
+            var sum = [Double](repeating: 0, count: nets[k].outputs), count = [Int](repeating: 0, count: nets[k].outputs)
+            for i in faces.indices {
+                let p = transforms[i].apply(predicted[i]), r = transforms[i].apply(refs[i])
+                for c in 0..<min(p.count, r.count) where (r[c] - p[c]).isFinite { sum[c] += r[c] - p[c]; count[c] += 1 }
+            }
+            guard count.allSatisfy({ $0 > 0 }) else { return nil }
+            return zip(sum, count).map { $0 / Double($1) }
+        }
+    }
+
+    /// Net `k` over every face's crop (mirror-averaged when set, its offset added); points back in
+    /// photo pixels.
+    func run(_ k: Int, photos: [GrayPlane], faces: [Face], transforms: [Similarity]) -> [[Double]] {
+        let net = nets[k], offset = outputOffsets[k]
         let n = faces.count, side = CanonicalFace.side, size = side * side
         var points = [[Double]](repeating: [], count: n)
         let mirrorAverage = self.mirrorAverage
@@ -130,7 +182,8 @@ public final class AlignedModel: KeypointModel {
                 }
             }
             for j in 0..<b {
-                let crop = (0..<net.outputs).map { Double(KeypointScale.pixels(out[j * net.outputs + $0])) }
+                var crop = (0..<net.outputs).map { Double(KeypointScale.pixels(out[j * net.outputs + $0])) }
+                if let offset { for c in 0..<min(crop.count, offset.count) { crop[c] += offset[c] } }
                 points[start + j] = transforms[start + j].inverse.apply(crop)
             }
             start += b
@@ -138,23 +191,28 @@ public final class AlignedModel: KeypointModel {
         return points
     }
 
-    /// 96x96 faces (rows of 9216 values in 0...1), each its own photo framed as the canonical crop:
-    /// the passes as for photos, the result in the 96x96 frame clipped to [0, 96] (Kaggle's files).
+    /// 96x96 faces (rows of 9216 values in 0...1) in Kaggle's framing, each its own photo, first cut
+    /// through `CanonicalFace.kaggleFrame`: `alignedFacePasses` passes, the first already as a later one,
+    /// the result in the 96x96 frame clipped to [0, 96] (Kaggle's files).
     public func predict(_ images: Tensor) -> [[Float]] {
         let n = images.shape[0], size = CanonicalFace.side * CanonicalFace.side
         let planes = (0..<n).map { GrayPlane(width: 96, height: 96, pixels: UnsafeBufferPointer(start: images.data + $0 * size, count: size)) }
-        return predict(photos: planes, faces: (0..<n).map { Face(photo: $0, start: .identity) })
+        return predict(photos: planes, faces: (0..<n).map { Face(photo: $0, start: CanonicalFace.kaggleFrame) },
+                       passes: alignedFacePasses, startAligned: true)
             .map { $0.map { Float(min(max($0, 0), 96)) } }
     }
 
     // MARK: file
 
     static let prefix = "pass"
+    /// Metadata key (after "passK_") of a net's output offset: a JSON array of crop pixels.
+    static let offsetKey = "output_offset"
 
     /// One safetensors file: tensors "pass1.<name>" (and "pass2.<name>"), metadata model = "aligned",
     /// the architectures, the framing and the default passes.
     public static func save(nets: [(file: Safetensors.File, architecture: String)], framing: BoxFraming?, passes: Int,
-                            metadata: [String: String], path: String, dtype: Safetensors.DType) throws {
+                            outputOffsets: [[Double]?] = [], metadata: [String: String], path: String,
+                            dtype: Safetensors.DType) throws {
         var tensors: [Safetensors.Entry] = []
         var meta = metadata
         meta["model"] = "aligned"
@@ -164,11 +222,32 @@ public final class AlignedModel: KeypointModel {
         if let framing { meta["box_framing"] = String(decoding: try JSONEncoder().encode(framing), as: UTF8.self) }
         for (k, n) in nets.enumerated() {
             meta["pass\(k + 1)_model"] = n.architecture
+            meta.removeValue(forKey: "pass\(k + 1)_\(offsetKey)")
+            if k < outputOffsets.count, let offset = outputOffsets[k] {
+                meta["pass\(k + 1)_\(offsetKey)"] = "[" + offset.map { String(format: "%.4f", $0) }.joined(separator: ",") + "]"
+            }
             for t in n.file.tensors where !t.name.hasPrefix("optimizer.") && !t.name.hasPrefix("best.") {
                 tensors.append(.init(name: "\(prefix)\(k + 1).\(t.name)", shape: t.shape, values: t.values))
             }
         }
         try Safetensors.write(Safetensors.File(tensors: tensors, metadata: meta), path: path, dtype: dtype)
+    }
+
+    /// The nets of a photo model file as single-net files (tensors without their "passK." prefix), to
+    /// write them again (with a new framing or new offsets).
+    public static func netFiles(_ file: Safetensors.File, path: String) throws -> [(file: Safetensors.File, architecture: String)] {
+        var nets: [(file: Safetensors.File, architecture: String)] = []
+        var k = 1
+        while let arch = file.metadata["pass\(k)_model"] {
+            let p = "\(prefix)\(k)."
+            let tensors = file.tensors.filter { $0.name.hasPrefix(p) }.map {
+                Safetensors.Entry(name: String($0.name.dropFirst(p.count)), shape: $0.shape, values: $0.values)
+            }
+            nets.append((Safetensors.File(tensors: tensors, metadata: [:]), arch))
+            k += 1
+        }
+        guard !nets.isEmpty else { throw CheckpointError(description: "\(path): an aligned model without nets (no pass1_model)") }
+        return nets
     }
 
     public static func load(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int) throws -> AlignedModel {
@@ -186,6 +265,14 @@ public final class AlignedModel: KeypointModel {
         let passes = file.metadata["passes"].flatMap(Int.init) ?? 2
         let model = AlignedModel(nets: nets, framing: framing, defaultPasses: max(1, passes), maxBatch: maxBatch)
         model.ensembleLaterPasses = file.metadata["later_passes"] == "all nets"
+        for k in nets.indices {
+            guard let text = file.metadata["pass\(k + 1)_\(offsetKey)"] else { continue }
+            guard let values = try? JSONDecoder().decode([Double].self, from: Data(text.utf8)),
+                  values.count == nets[k].outputs, values.allSatisfy(\.isFinite) else {
+                throw CheckpointError(description: "\(path): pass\(k + 1)_\(offsetKey) is not \(nets[k].outputs) finite numbers")
+            }
+            model.outputOffsets[k] = values
+        }
         return model
     }
 }

@@ -30,15 +30,11 @@ struct Annotate: ParsableCommand {
     @Flag(name: .customLong("no-detect"), help: "Treat each image as one face that is already cropped.") var noDetect = false
     @OptionGroup var detection: DetectorOptions
     @Flag(help: "Print the time spent in each stage (decode, detect, net, draw+encode) on stderr.") var stats = false
-    @Option(help: "Passes of a photo model: 1 predicts in the detector's crop; each further pass realigns the crop on the last prediction (default: the model's, 2).")
-    var passes: Int?
-    @Flag(name: .customLong("no-averaging"), help: "A photo model predicts each crop once instead of averaging it with its mirror image and four slightly moved crops: about 12x less net work, slightly less precise (median NME 0.0760 instead of 0.0724 on held-out frames).")
-    var noAveraging = false
+    @OptionGroup var photoModel: PhotoModelOptions
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give photos, folders, or - to read paths from stdin") }
-        if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
     }
 
     func run() throws {
@@ -47,8 +43,8 @@ struct Annotate: ParsableCommand {
         settings.skipExisting = skipExisting
         detection.apply(to: &settings)
         if noDetect { settings.cascadePath = nil }
-        settings.passes = passes
-        settings.averaging = !noAveraging
+        settings.passes = photoModel.passes
+        settings.averaging = !photoModel.noAveraging
         if let threads = engine.threads { settings.threads = threads }
         let pipeline = try AnnotationPipeline(modelPath: model.model, device: engine.device, threads: engine.threads, settings: settings)
         let summary = try pipeline.run(inputs: inputs, shard: shard, records: FaceRecordWriter(format: format))

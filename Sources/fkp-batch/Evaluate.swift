@@ -25,9 +25,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: ArgumentHelp("Instead of a CSV: labelled photos (as train --frames takes them). Runs the whole photo path (detect, crop, passes, map back) and prints faces found and NME, also with perfect crops and for the mean shape. Only the held-out people unless --all-people.", valueName: "dir"))
     var frames: String?
     @Flag(name: .customLong("all-people"), help: "With --frames: every person, not only those held out of training.") var allPeople = false
-    @Option(help: "With --frames: passes through the net (default: the model's).") var passes: Int?
-    @Flag(name: .customLong("no-averaging"), help: "With --frames: a photo model predicts each crop once (no mirror or jitter averaging), as annotate --no-averaging.")
-    var noAveraging = false
+    @OptionGroup var photoModel: PhotoModelOptions
     @Flag(help: "With --frames: measure the face detector alone (no net): faces found, false boxes per photo, speed, and both at several --min-score values.")
     var detection = false
     @OptionGroup(title: "Detector (with --frames)") var detector: DetectorOptions
@@ -40,13 +38,13 @@ struct Evaluate: ParsableCommand {
     func validate() throws {
         guard (data == nil) != (frames == nil) else { throw ValidationError("give a labelled CSV or --frames DIR (one of them)") }
         if detection && frames == nil { throw ValidationError("--detection needs --frames DIR") }
-        if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
     }
 
     func run() throws {
         if let frames { return try runFrames(frames) }
         let data = self.data!
         let net = try model.load(engine)
+        photoModel.apply(to: net)
         let read = try KaggleCSV.read(path: data, skipBadRows: skipBadRows)
         for e in read.skipped { Log.warn("skipped \(e)") }
         guard let truth = read.faces.keypoints else { throw FKPError.setup("\(data) has no keypoint columns to evaluate against") }
@@ -70,12 +68,12 @@ struct Evaluate: ParsableCommand {
         if detection { return try runDetection(dir) }
         let loaded = try model.load(engine)
         let aligned = loaded as? AlignedModel
-        if noAveraging { aligned?.averageNone() }
+        if photoModel.noAveraging { aligned?.averageNone() }
         if let sheet { try OutputGuard(inputs: [dir, model.path]).check(file: sheet, option: "--sheet") }
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
         let r = try FramesEvaluation.run(set, model: loaded, framing: .firstCrop(for: loaded),
-                                         detector: try detector.detector(), passes: passes, sheetFaces: sheet == nil ? 0 : 48)
+                                         detector: try detector.detector(), passes: photoModel.passes, sheetFaces: sheet == nil ? 0 : 48)
         if let sheet {
             try PNGCodec.writeRGB(ContactSheet.draw(r.tiles.map {
                 ContactSheet.Tile(side: $0.side, pixels: $0.pixels, predicted: $0.predicted, reference: $0.reference, caption: String(format: "%.3f", $0.nme))
@@ -84,7 +82,7 @@ struct Evaluate: ParsableCommand {
         }
         let rows = [("detected", "detector + net", r.detected), ("mean_shape_detected", "detector box + mean shape", r.meanShapeDetected),
                     ("perfect", "perfect crop + net (one pass)", r.perfect), ("mean_shape_perfect", "perfect crop + mean shape", r.meanShapePerfect)]
-        let people = Set(set.persons).count, usedPasses = aligned.map { passes ?? $0.defaultPasses } ?? 1
+        let people = Set(set.persons).count, usedPasses = aligned.map { photoModel.passes ?? $0.defaultPasses } ?? 1
         if format == .json {
             var o: [String: Any] = ["model": model.path, "frames": dir, "photos": r.photos, "found": r.found, "people": people,
                                     "passes": usedPasses, "seconds": r.seconds]

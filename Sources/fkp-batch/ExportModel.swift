@@ -15,15 +15,16 @@ struct ExportModel: ParsableCommand {
         discussion: """
         A training checkpoint also holds momentum buffers, the trainer's state and, with early stopping, a second copy of the best weights. export-model keeps the weights and the model's metadata only; --float16 halves the size again (predictions change by far less than a pixel); --int8 quarters it (weight matrices as int8 with one scale per output column, biases as float32; the README gives the measured effect).
 
-        With --second-pass or --frames it makes a photo model instead, used in passes by annotate and evaluate --frames: the input net runs the first pass (from the face detector's box), the --second-pass net the passes after it; --frames measures on the training people of those labelled photos where the detector's boxes put the crop, and stores that.
+        With --second-pass or --frames it makes a photo model instead, used in passes by annotate and evaluate --frames: the input net runs the first pass (from the face detector's box), the --second-pass net the passes after it; --frames measures on the training people of those labelled photos where the detector's boxes put the crop and each net's output offset (its mean error on perfectly aligned crops, added to its predictions), and stores both. Given a photo model, export-model writes it again (measured again with --frames), its weights unchanged (byte for byte in the storage they had, e.g. --int8 for the bundled model).
 
         Examples:
           fkp-batch export-model net5.safetensors samples/model.safetensors --float16
           fkp-batch export-model mixed.safetensors photo.safetensors --frames ../shared/data/frames --float16
           fkp-batch export-model mixed.safetensors photo.safetensors --second-pass narrow.safetensors --int8
+          fkp-batch export-model photo.safetensors photo2.safetensors --frames ../shared/data/frames --int8
         """)
 
-    @Argument(help: "Checkpoint written by train.") var input: String
+    @Argument(help: "Checkpoint written by train, or a photo model to write again.") var input: String
     @Argument(help: "Model file to write.") var output: String
     enum Storage: String, EnumerableFlag {
         case float32, float16, int8
@@ -41,21 +42,22 @@ struct ExportModel: ParsableCommand {
     @Flag var storage: Storage = .float32
     @Option(name: .customLong("second-pass"), help: ArgumentHelp("Make a photo model: this net (trained with train --frames --warp narrow) runs the passes after the first.", valueName: "checkpoint"))
     var secondPass: String?
-    @Option(help: ArgumentHelp("Make a photo model, with the detector box -> crop framing measured on the training people of these labelled photos.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Make a photo model, with the detector box -> crop framing and each net's output offset measured on the training people of these labelled photos.", valueName: "dir"))
     var frames: String?
-    @Option(help: "Passes a photo model makes by default.") var passes: Int = 2
+    @Option(help: "Passes a photo model makes by default (default: 2, or the input photo model's).") var passes: Int?
     @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
 
     func validate() throws {
-        if passes < 1 { throw ValidationError("--passes must be at least 1") }
+        if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
     }
 
     func run() throws {
         try OutputGuard(inputs: [input, secondPass].compactMap { $0 }).check(file: output, option: "OUT")
-        if secondPass != nil || frames != nil {
+        let isPhotoModel = (try? Safetensors.read(path: input))?.metadata["model"] == "aligned"
+        if secondPass != nil || frames != nil || isPhotoModel {
             let made = try PhotoModelExport.write(first: input, second: secondPass, frames: frames, cascade: cascade,
                                                   passes: passes, output: output, dtype: storage.dtype)
-            Log.info("wrote \(output): photo model, \(made.nets) net(s), \(passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
+            Log.info("wrote \(output): photo model, \(made.nets) net(s), \(made.passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
             return
         }
         let file = try Safetensors.read(path: input)

@@ -69,6 +69,25 @@ struct ModelOption: ParsableArguments {
     var path: String { model ?? ModelFile.defaultPath }
 }
 
+/// How a photo model runs, shared by annotate, predict and evaluate (a model for 96x96 faces ignores both).
+struct PhotoModelOptions: ParsableArguments {
+    @Option(help: "Passes of a photo model: 1 predicts in the first crop (from the detector's box, or the 96x96 face); each further pass realigns the crop on the last prediction (default: the model's for photos, 3 for the bundled model; 2 for 96x96 faces).")
+    var passes: Int?
+    @Flag(name: .customLong("no-averaging"), help: "A photo model predicts each crop once instead of averaging it with its mirror image, with the crop 8% larger and smaller (last pass) and with its other net: one net run per face and pass (the bundled model: 3 instead of 18), a little less precise (README, \"Photo models\").")
+    var noAveraging = false
+
+    func validate() throws {
+        if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
+    }
+
+    /// Sets a loaded photo model to these options.
+    func apply(to model: KeypointModel) {
+        guard let aligned = model as? AlignedModel else { return }
+        if noAveraging { aligned.averageNone() }
+        if let passes { aligned.defaultPasses = passes; aligned.alignedFacePasses = passes }
+    }
+}
+
 /// The face detector's options, shared by annotate and evaluate --frames.
 struct DetectorOptions: ParsableArguments {
     @Option(help: "Frontal-face Haar cascade XML.") var cascade: String = HaarCascade.defaultPath

@@ -24,6 +24,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Kaggle IdLookupTable.csv: write a submission (RowId,Location).") var lookup: String?
     @Option(name: [.short, .customLong("output")], help: "Output file (default: stdout).") var output: String?
     @Flag(name: .customLong("skip-bad-rows"), help: "Skip malformed CSV rows with a warning.") var skipBadRows = false
+    @OptionGroup var photoModel: PhotoModelOptions
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -34,6 +35,7 @@ struct Predict: ParsableCommand {
         let inputFiles = inputs + [model.path] + (lookup.map { [$0] } ?? [])
         if let output, output != "-" { try OutputGuard(inputs: inputFiles).check(file: output) }
         let net = try model.load(engine)
+        photoModel.apply(to: net)
         var ids: [String] = []
         var imageIds: [Int?] = []
         var rows: [[Float]] = []

@@ -18,6 +18,19 @@ final class FramesCLITests: XCTestCase {
         let export = try fkpBatch(["export-model", ckpt, model, "--second-pass", ckpt, "--frames", "samples/frames"])
         XCTAssertEqual(export.status, 0, export.stderr)
         XCTAssertTrue(export.stderr.contains("box -> crop framing from"), export.stderr)
+        XCTAssertTrue(export.stderr.contains("net 1 output offset from 12 training faces"), export.stderr)
+
+        // A photo model measured again (here on the same frames): its weights are kept byte for byte, the
+        // offsets are measured on the weights as stored.
+        let again = "\(dir)/again.safetensors"
+        let reexport = try fkpBatch(["export-model", model, again, "--frames", "samples/frames"])
+        XCTAssertEqual(reexport.status, 0, reexport.stderr)
+        let (first, second) = (try safetensorsParts(model), try safetensorsParts(again))
+        XCTAssertEqual(first.tensors, second.tensors, "the nets' tensors")
+        XCTAssertEqual(first.meta["pass1_output_offset"], second.meta["pass1_output_offset"])
+        XCTAssertNotNil(second.meta["pass2_output_offset"])
+        let twice = try fkpBatch(["export-model", model, again, "--second-pass", ckpt])
+        XCTAssertEqual(twice.status, 2, "a photo model takes no second net")
 
         let eval = try fkpBatch(["evaluate", "--model", model, "--frames", "samples/frames", "--format", "json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
@@ -31,6 +44,20 @@ final class FramesCLITests: XCTestCase {
         let plain = try fkpBatch(["evaluate", "--model", ckpt, "--frames", "samples/frames", "--format", "json"])
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertTrue(plain.stdout.contains("\"passes\":1"), plain.stdout)
+    }
+
+    /// A safetensors file's tensors (name -> raw bytes with dtype and shape) and metadata.
+    func safetensorsParts(_ path: String) throws -> (tensors: [String: Data], meta: [String: String]) {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let n = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian })
+        var header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]
+        let meta = header.removeValue(forKey: "__metadata__") as? [String: String] ?? [:]
+        var tensors: [String: Data] = [:]
+        for (name, v) in header {
+            let e = v as! [String: Any], range = e["data_offsets"] as! [Int]
+            tensors[name] = Data("\(e["dtype"]!) \(e["shape"]!)".utf8) + data.subdata(in: (8 + n + range[0])..<(8 + n + range[1]))
+        }
+        return (tensors, meta)
     }
 
     func testBundledPhotoModelOnSampleFrames() throws {
