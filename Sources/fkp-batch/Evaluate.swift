@@ -11,7 +11,7 @@ import Foundation
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "RMSE in pixels of a model on a labelled CSV, overall and per keypoint.",
+        abstract: "RMSE in pixels of a model on a labelled CSV, overall and per keypoint, with each keypoint's mean error (bias).",
         discussion: """
         Every labelled value counts (blanks are skipped). The RMSE is in pixels of the 96x96 frame; the tutorial's figure of merit (Kaggle scored the same way). Output on stdout: a table, or one JSON object with --format json. Without --model, the bundled model.
 
@@ -51,15 +51,22 @@ struct Evaluate: ParsableCommand {
         let predicted = net.predict(read.faces.images)
         let report = RMSEReport(predicted: predicted, truth: truth)
         if format == .json {
-            var perKeypoint: [String: Double] = [:]
-            for (i, name) in RMSEReport.keypointNames.enumerated() { perKeypoint[name] = report.perKeypoint[i] }
+            var perKeypoint: [String: Double] = [:], bias: [String: [Double]] = [:]
+            for (i, name) in RMSEReport.keypointNames.enumerated() {
+                perKeypoint[name] = report.perKeypoint[i]
+                bias[name] = [report.meanError[2 * i], report.meanError[2 * i + 1]]
+            }
             print(KeypointWriter.jsonLine(["model": model.path, "data": data, "faces": read.faces.count,
                                            "values": report.values, "rmse_px": report.overall,
-                                           "per_keypoint_rmse_px": perKeypoint]))
+                                           "per_keypoint_rmse_px": perKeypoint,
+                                           "per_keypoint_mean_error_px": bias]))
         } else {
-            printTable([["keypoint", "RMSE px"]]
-                + RMSEReport.keypointNames.enumerated().map { [$1, String(format: "%.3f", report.perKeypoint[$0])] }
-                + [["overall (\(report.values) values)", String(format: "%.3f", report.overall)]])
+            let e = report.meanError
+            printTable([["keypoint", "RMSE px", "mean error x", "mean error y"]]
+                + RMSEReport.keypointNames.enumerated().map {
+                    [$1, String(format: "%.3f", report.perKeypoint[$0]), String(format: "%+.3f", e[2 * $0]), String(format: "%+.3f", e[2 * $0 + 1])]
+                }
+                + [["overall (\(report.values) values)", String(format: "%.3f", report.overall), "", ""]])
         }
         if !read.skipped.isEmpty { throw ExitCode(1) }
     }

@@ -127,6 +127,7 @@ final class CLITests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(json["faces"] as? Int, 200)
         XCTAssertEqual((json["per_keypoint_rmse_px"] as? [String: Double])?.count, 15)
+        XCTAssertEqual((json["per_keypoint_mean_error_px"] as? [String: [Double]])?["nose_tip"]?.count, 2)
         XCTAssertLessThan(json["rmse_px"] as! Double, 20)
 
         let table = try fkpBatch(["evaluate", "--model", model, "samples/training-sample.csv"])

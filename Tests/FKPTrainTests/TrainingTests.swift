@@ -90,6 +90,13 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(r.overall, (9.0 / 59).squareRoot(), accuracy: 1e-9)
         XCTAssertEqual(r.perKeypoint[0], (9.0 / 3).squareRoot(), accuracy: 1e-9)
         XCTAssertEqual(r.perKeypoint[1], 0)
+        XCTAssertEqual(r.meanError[0], 3.0, accuracy: 1e-9, "one labelled value off by +3: its mean")
+        XCTAssertEqual(r.meanError[1], 0)
+        predicted[0][1] = 8
+        predicted[1][1] = 9
+        XCTAssertEqual(RMSEReport(predicted: predicted, truth: truth).meanError[1], -1.5, accuracy: 1e-9, "signed, not squared")
+        predicted[0][2] = .nan
+        XCTAssertTrue(RMSEReport(predicted: predicted, truth: truth).meanError[2].isNaN, "a NaN prediction shows")
         XCTAssertEqual(RMSEReport.keypointNames.first, "left_eye_center")
     }
 }
