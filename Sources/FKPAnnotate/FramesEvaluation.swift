@@ -267,14 +267,19 @@ public enum PhotoModelExport {
         framing = cal.framing
         Log.info("box -> crop framing from \(cal.faces) of \(set.count) training faces: \(cal.framing)")
         // The offsets are measured on the weights as stored (float16 and int8 round them): written once
-        // without, read back, measured, written again with them.
-        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: output, dtype: dtype)
-        let written = try AlignedModel.load(try Safetensors.read(path: output), path: output, backend: CPUBackend(), maxBatch: 128)
+        // without them to a temporary file, read back and measured; only then is the output written.
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-export-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: probe, dtype: dtype)
+        let written = try AlignedModel.load(try Safetensors.read(path: probe), path: output, backend: CPUBackend(), maxBatch: 128)
         let offsets = withPlanes(images.map { $0.pixels.map { $0 / 255 } }, sizes: images.map { ($0.width, $0.height) }) {
             written.measureOutputOffsets(photos: $0, references: set.keypoints)
         }
         for (k, o) in offsets.enumerated() {
             guard let o else { continue }
+            guard o.allSatisfy(\.isFinite) else {
+                throw FKPError.setup("\(first): net \(k + 1) predicts values that are not finite on the training faces of \(frames); no model written")
+            }
             let x: [Double] = stride(from: 0, to: o.count, by: 2).map { o[$0] }
             let y: [Double] = stride(from: 1, to: o.count, by: 2).map { o[$0] }
             let xMean = x.reduce(0, +) / Double(x.count), yMean = y.reduce(0, +) / Double(y.count)

@@ -120,7 +120,7 @@ public final class AlignedModel: KeypointModel {
     /// The mean error (reference - prediction, in crop pixels) of each net alone, as it runs here
     /// (mirror-averaged when set) but without its offset, on crops aligned by the reference points
     /// themselves: the `outputOffsets` to store. Faces whose points define no alignment are skipped;
-    /// nil for a net when a value was never finite.
+    /// nil for a net when a value was never labelled.
     public func measureOutputOffsets(photos: [GrayPlane], references: [[Double]]) -> [[Double]?] {
         var faces: [Face] = [], refs: [[Double]] = []
         for (i, r) in references.enumerated() {
@@ -137,7 +137,8 @@ public final class AlignedModel: KeypointModel {
             var sum = [Double](repeating: 0, count: nets[k].outputs), count = [Int](repeating: 0, count: nets[k].outputs)
             for i in faces.indices {
                 let p = transforms[i].apply(predicted[i]), r = transforms[i].apply(refs[i])
-                for c in 0..<min(p.count, r.count) where (r[c] - p[c]).isFinite { sum[c] += r[c] - p[c]; count[c] += 1 }
+                // A missing reference value is skipped; a NaN prediction is not (it makes the offset NaN).
+                for c in 0..<min(p.count, r.count) where r[c].isFinite { sum[c] += r[c] - p[c]; count[c] += 1 }
             }
             guard count.allSatisfy({ $0 > 0 }) else { return nil }
             return zip(sum, count).map { $0 / Double($1) }
@@ -219,7 +220,12 @@ public final class AlignedModel: KeypointModel {
         meta["passes"] = "\(passes)"
         meta["framing"] = "aligned"
         if nets.count > 1 { meta["later_passes"] = "all nets" }
-        if let framing { meta["box_framing"] = String(decoding: try JSONEncoder().encode(framing), as: UTF8.self) }
+        if let framing {
+            // Sorted keys: the same model gives the same bytes.
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            meta["box_framing"] = String(decoding: try encoder.encode(framing), as: UTF8.self)
+        }
         for (k, n) in nets.enumerated() {
             meta["pass\(k + 1)_model"] = n.architecture
             meta.removeValue(forKey: "pass\(k + 1)_\(offsetKey)")
