@@ -235,9 +235,10 @@ public final class AnnotationPipeline {
         } else {
             found.faces = [Detection(box: FaceBox(x: 0, y: 0, width: gray.width, height: gray.height, neighbors: 0), score: 0, pose: .frontal)]
             if photoModel != nil {
-                // The image is the crop: its width maps to the crop's side.
+                // The image is a face cropped as Kaggle's are (as `predict` takes PNG faces): its width maps
+                // to 96 pixels, then Kaggle's framing to the canonical crop.
                 let s = Double(CanonicalFace.side) / Double(gray.width)
-                found.starts = [Similarity(a: s, b: 0, tx: 0, ty: 0)]
+                found.starts = [Similarity(a: s, b: 0, tx: 0, ty: 0).then(CanonicalFace.kaggleFrame)]
             } else {
                 found.frames = [FaceFrame(x: 0, y: 0, width: Double(gray.width), height: Double(gray.height))]
                 found.crops = [gray.faceInput()]
@@ -283,7 +284,10 @@ public final class AnnotationPipeline {
         }
         let pixels = owners.map { found[$0]!.plane!.pixels }
         let points = withPlanes(pixels, sizes: owners.map { (found[$0]!.plane!.width, found[$0]!.plane!.height) }) {
-            photoModel.predict(photos: $0, faces: faces, passes: settings.passes)
+            // Faces that come cropped start aligned, as 96x96 faces do in `AlignedModel.predict(_:)`.
+            detector == nil
+                ? photoModel.predict(photos: $0, faces: faces, passes: settings.passes ?? photoModel.alignedFacePasses, startAligned: true)
+                : photoModel.predict(photos: $0, faces: faces, passes: settings.passes)
         }
         var k = 0
         return found.map { f in

@@ -27,7 +27,7 @@ struct Annotate: ParsableCommand {
     @Option(help: ArgumentHelp("Process only every N-th file, starting with the K-th (1-based).", valueName: "K/N"))
     var shard: Shard?
     @Flag(name: .customLong("skip-existing"), help: "Skip photos whose annotated PNG already exists.") var skipExisting = false
-    @Flag(name: .customLong("no-detect"), help: "Treat each image as one face that is already cropped.") var noDetect = false
+    @Flag(name: .customLong("no-detect"), help: "Treat each image as one face that is already cropped, framed as Kaggle's 96x96 faces (the points are those predict gives for it).") var noDetect = false
     @OptionGroup var detection: DetectorOptions
     @Flag(help: "Print the time spent in each stage (decode, detect, net, draw+encode) on stderr.") var stats = false
     @OptionGroup var photoModel: PhotoModelOptions

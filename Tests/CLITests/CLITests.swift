@@ -495,6 +495,23 @@ final class AnnotateTests: XCTestCase {
         XCTAssertEqual(rows.count, 6)
         XCTAssertTrue(rows.allSatisfy { $0[1] == "1" && $0[5] == "96" })
     }
+
+    /// A face that comes cropped gets the same points from annotate --no-detect as from predict (the
+    /// bundled photo model: Kaggle's framing, both nets from the first pass); the 96x96 samples map 1:1.
+    func testNoDetectGivesThePointsOfPredict() throws {
+        let files = (1...6).map { "samples/faces/face_\($0).png" }
+        let annotated = try fkpBatch(["annotate", "--no-detect"] + files)
+        let predicted = try fkpBatch(["predict"] + files)
+        XCTAssertEqual(annotated.status, 0, annotated.stderr)
+        XCTAssertEqual(predicted.status, 0, predicted.stderr)
+        let a = csvRows(annotated.stdout).dropFirst().map { Array($0[8..<38]) }
+        let p = csvRows(predicted.stdout).dropFirst().map { Array($0[1..<31]) }
+        XCTAssertEqual(a.count, 6)
+        XCTAssertEqual(p.count, 6)
+        var worst = 0.0
+        for (x, y) in zip(a, p) { for (u, v) in zip(x, y) { worst = max(worst, abs(Double(u)! - Double(v)!)) } }
+        XCTAssertLessThan(worst, 0.011, "annotate and predict differ by \(worst) px (both print 2 decimals)")
+    }
 }
 
 final class ExportModelTests: XCTestCase {
