@@ -221,14 +221,15 @@ public enum FramesEvaluation {
 /// A photo model file from trained checkpoints: `first` runs pass 1, `second` (or `first`) the passes
 /// after it; `first` may also be a photo model already, whose nets and framing are kept. With `frames`,
 /// the detector box -> crop framing and each net's output offset are measured on its training people.
+/// `firstFile` is `first` as read by the caller.
 public enum PhotoModelExport {
-    public static func write(first: String, second: String?, frames: String?, cascade: String, passes: Int?,
-                             output: String, dtype: Safetensors.DType) throws -> (nets: Int, bytes: Int, passes: Int) {
+    public static func write(first: String, firstFile: Safetensors.File, second: String?, frames: String?, cascade: String,
+                             passes: Int?, output: String, dtype: Safetensors.DType) throws -> (nets: Int, bytes: Int, passes: Int) {
         var nets: [(file: Safetensors.File, architecture: String)] = []
         var framing: BoxFraming?
         var usedPasses = passes ?? 2
-        let firstFile = try Safetensors.read(path: first)
-        if firstFile.metadata["model"] == "aligned" {
+        let isPhotoModel = firstFile.metadata["model"] == "aligned"
+        if isPhotoModel {
             guard second == nil else { throw FKPError.setup("\(first) is a photo model already; --second-pass adds a net to a single net's checkpoint") }
             try ModelFile.validate(firstFile, path: first, dtype: dtype)
             nets = try AlignedModel.netFiles(firstFile, path: first)
@@ -244,16 +245,16 @@ public enum PhotoModelExport {
             }
         }
         // A photo model keeps its own metadata (what it was made from); a checkpoint's is the first net's.
-        var meta = firstFile.metadata["model"] == "aligned" ? firstFile.metadata : nets[0].file.metadata
+        var meta = isPhotoModel ? firstFile.metadata : nets[0].file.metadata
         meta.removeValue(forKey: "trainer_state")
         meta.removeValue(forKey: "training_setup")
-        if firstFile.metadata["model"] != "aligned" {
+        if !isPhotoModel {
             meta["exported_from"] = ([first] + (second.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0).lastPathComponent }
                 .joined(separator: " + ")
         }
         guard let frames else {
             try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: output, dtype: dtype)
-            return (nets.count, fileSize(output), usedPasses)
+            return (nets.count, fileSize(atPath: output), usedPasses)
         }
         let all = try LandmarkFiles.read(frames)
         let set = all.subset(all.trainingRows)
@@ -288,10 +289,8 @@ public enum PhotoModelExport {
         }
         try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, outputOffsets: offsets, metadata: meta,
                               path: output, dtype: dtype)
-        return (nets.count, fileSize(output), usedPasses)
+        return (nets.count, fileSize(atPath: output), usedPasses)
     }
-
-    static func fileSize(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }
 }
 
 /// A 96x96-face model on one crop per face (cut through its start transform), back in photo pixels.

@@ -257,16 +257,12 @@ public final class AlignedModel: KeypointModel {
     }
 
     public static func load(_ file: Safetensors.File, path: String, backend: Backend, maxBatch: Int) throws -> AlignedModel {
-        var nets: [Net] = []
-        var k = 1
-        while let archName = file.metadata["pass\(k)_model"] {
-            guard let arch = Preset.named(archName)?.architecture else {
-                throw CheckpointError(description: "\(path): unknown architecture '\(archName)' for pass \(k)")
+        let nets = try netFiles(file, path: path).enumerated().map { k, n in
+            guard let arch = Preset.named(n.architecture)?.architecture else {
+                throw CheckpointError(description: "\(path): unknown architecture '\(n.architecture)' for pass \(k + 1)")
             }
-            nets.append(try loadPredictionNet(arch, from: file, prefix: "\(prefix)\(k).", path: "\(path) (pass \(k))", backend: backend))
-            k += 1
+            return try loadPredictionNet(arch, from: n.file, prefix: "", path: "\(path) (pass \(k + 1))", backend: backend)
         }
-        guard !nets.isEmpty else { throw CheckpointError(description: "\(path): an aligned model without nets (no pass1_model)") }
         let framing = file.metadata["box_framing"].flatMap { try? JSONDecoder().decode(BoxFraming.self, from: Data($0.utf8)) }
         let passes = file.metadata["passes"].flatMap(Int.init) ?? 2
         let model = AlignedModel(nets: nets, framing: framing, defaultPasses: max(1, passes), maxBatch: maxBatch)

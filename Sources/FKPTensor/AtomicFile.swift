@@ -22,6 +22,11 @@ public func writeFileAtomically(_ data: Data, to path: String) throws {
     }
 }
 
+/// The size in bytes of the file at `path`, 0 when it cannot be read (for reports after writing).
+public func fileSize(atPath path: String) -> Int {
+    (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+}
+
 /// A failed `writeFileAtomically`: the target and the system's reason ("No such file or directory",
 /// "No space left on device"); `ioErrorText` of it is the reason alone, for messages that name the file.
 public struct AtomicWriteError: Error, CustomStringConvertible {

@@ -75,7 +75,7 @@ struct Evaluate: ParsableCommand {
         if detection { return try runDetection(dir) }
         let loaded = try model.load(engine)
         let aligned = loaded as? AlignedModel
-        if photoModel.noAveraging { aligned?.averageNone() }
+        photoModel.apply(to: loaded)
         if let sheet { try OutputGuard(inputs: [dir, model.path]).check(file: sheet, option: "--sheet") }
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)

@@ -53,14 +53,13 @@ struct ExportModel: ParsableCommand {
 
     func run() throws {
         try OutputGuard(inputs: [input, secondPass].compactMap { $0 }).check(file: output, option: "OUT")
-        let isPhotoModel = (try? Safetensors.read(path: input))?.metadata["model"] == "aligned"
-        if secondPass != nil || frames != nil || isPhotoModel {
-            let made = try PhotoModelExport.write(first: input, second: secondPass, frames: frames, cascade: cascade,
-                                                  passes: passes, output: output, dtype: storage.dtype)
+        let file = try Safetensors.read(path: input)
+        if secondPass != nil || frames != nil || file.metadata["model"] == "aligned" {
+            let made = try PhotoModelExport.write(first: input, firstFile: file, second: secondPass, frames: frames,
+                                                  cascade: cascade, passes: passes, output: output, dtype: storage.dtype)
             Log.info("wrote \(output): photo model, \(made.nets) net(s), \(made.passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
             return
         }
-        let file = try Safetensors.read(path: input)
         try ModelFile.validate(file, path: input, dtype: storage.dtype)
         let weights = file.tensors.filter { !$0.name.hasPrefix("optimizer.") && !$0.name.hasPrefix("best.") }
         var meta = file.metadata
@@ -68,7 +67,6 @@ struct ExportModel: ParsableCommand {
         meta.removeValue(forKey: TrainingSetup.metadataKey)
         meta["exported_from"] = URL(fileURLWithPath: input).lastPathComponent
         try Safetensors.write(Safetensors.File(tensors: weights, metadata: meta), path: output, dtype: storage.dtype)
-        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
-        Log.info("wrote \(output): \(weights.count) tensors, \(size / 1_000_000) MB (\(storage))")
+        Log.info("wrote \(output): \(weights.count) tensors, \(fileSize(atPath: output) / 1_000_000) MB (\(storage))")
     }
 }

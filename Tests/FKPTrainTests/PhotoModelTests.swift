@@ -56,11 +56,8 @@ final class PhotoModelTests: XCTestCase {
         let model = try XCTUnwrap(try ModelFile.loadModel(file, path: path, backend: CPUBackend(threads: 2)) as? AlignedModel)
         let out = NSTemporaryDirectory() + "int8-\(UUID().uuidString).safetensors"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let nets = (1...2).map { k in
-            (file: Safetensors.File(tensors: file.tensors.filter { $0.name.hasPrefix("pass\(k).") }
-                .map { Safetensors.Entry(name: String($0.name.dropFirst("pass\(k).".count)), shape: $0.shape, values: $0.values) },
-                metadata: [:]), architecture: file.metadata["pass\(k)_model"]!)
-        }
+        let nets = try AlignedModel.netFiles(file, path: path)
+        XCTAssertEqual(nets.count, 2)
         try AlignedModel.save(nets: nets, framing: model.framing, passes: model.defaultPasses, outputOffsets: model.outputOffsets,
                               metadata: ["note": "test"], path: out, dtype: .i8)
         let back = try XCTUnwrap(try ModelFile.loadModel(path: out, backend: CPUBackend(threads: 2)) as? AlignedModel)
