@@ -47,4 +47,17 @@ public struct GrayPlane {
             }
         }
     }
+
+    /// As `warp`, but read at `lowSide` x `lowSide` first and then enlarged to `side`, as a small face in a
+    /// photo is enlarged (softer than a direct read; no change when lowSide >= side).
+    public func warp(into out: UnsafeMutablePointer<Float>, side: Int, outToSource t: Similarity, through lowSide: Int) {
+        guard lowSide < side else { warp(into: out, side: side, outToSource: t); return }
+        var tmp = [Float](repeating: 0, count: lowSide * lowSide)
+        let down = Similarity(a: Double(side) / Double(lowSide), b: 0, tx: 0, ty: 0)
+        tmp.withUnsafeMutableBufferPointer { warp(into: $0.baseAddress!, side: lowSide, outToSource: down.then(t)) }
+        tmp.withUnsafeBufferPointer {
+            GrayPlane(width: lowSide, height: lowSide, pixels: $0)
+                .warp(into: out, side: side, outToSource: Similarity(a: Double(lowSide) / Double(side), b: 0, tx: 0, ty: 0))
+        }
+    }
 }

@@ -27,6 +27,14 @@ public struct AnnotationSettings: Sendable {
     public var verifierPath: String? = HaarCascade.verifierPath
     public var verifyBelow: Int? = 20
     public var verifyNeighbors = 1
+    /// The learned face verifier (`FaceVerifier`, nil: none, the default: README, "annotate", says why):
+    /// faces scoring below `faceVerifyBelow` must pass it, at its file's threshold unless
+    /// `faceVerifierThreshold` says otherwise; faces found only by the rotation sweep at
+    /// `rotationVerifierThreshold`.
+    public var faceVerifierPath: String? = nil
+    public var faceVerifierThreshold: Float?
+    public var faceVerifyBelow = 20
+    public var rotationVerifierThreshold: Float = 0.8
     /// The rotation sweep for tilted heads (`FaceDetector.rotations`): angles in degrees, empty for none.
     public var rotations: [Double] = []
     /// Its frontal search (the frontal cascade's parameters unless changed) and the score a face found
@@ -45,6 +53,21 @@ public struct AnnotationSettings: Sendable {
 }
 
 extension AnnotationSettings {
+    /// Every box a cascade finds with a single neighbour, at a finer scale step and (profiles) from 30 px,
+    /// unchecked: more of the cascades' mistakes than annotate ever sees, for the face verifier to learn
+    /// from (`train-verifier`).
+    public static var looseCandidates: AnnotationSettings {
+        var s = AnnotationSettings()
+        s.detection.minNeighbors = 1
+        s.detection.scaleFactor = 1.05
+        s.profileDetection.minNeighbors = 1
+        s.profileDetection.scaleFactor = 1.1
+        s.profileDetection.minSize = 30
+        s.verifierPath = nil
+        s.faceVerifierPath = nil
+        return s
+    }
+
     /// The detector these settings describe (nil with no cascade: every image is one cropped face).
     public func detector() throws -> FaceDetector? {
         guard let cascadePath else { return nil }
@@ -57,6 +80,20 @@ extension AnnotationSettings {
             d.verifier = try HaarCascade(contentsOf: verifierPath)
             d.verifyBelow = verifyBelow
             d.verifyNeighbors = verifyNeighbors
+        }
+        if let faceVerifierPath {
+            // A small net: on one CPU thread beside the detector's own work, whatever runs the keypoint net.
+            let verifier = try FaceVerifier.load(path: faceVerifierPath, backend: CPUBackend(threads: 1))
+            d.boxCheck = { image, boxes in
+                let plane = image.pixels.map { $0 / 255 }
+                return plane.withUnsafeBufferPointer { px in
+                    verifier.scores(GrayPlane(width: image.width, height: image.height, pixels: px),
+                                    boxes: boxes.map { (Double($0.x), Double($0.y), Double($0.width)) })
+                }
+            }
+            d.checkBelow = faceVerifyBelow
+            d.checkThreshold = faceVerifierThreshold ?? verifier.threshold
+            d.rotationCheckThreshold = rotationVerifierThreshold
         }
         d.rotations = rotations
         d.rotationParameters = rotationDetection ?? detection

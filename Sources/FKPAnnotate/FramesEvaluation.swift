@@ -82,6 +82,16 @@ public enum FramesEvaluation {
         }
     }
 
+    /// Every box the detector finds on labelled photos, marked as holding the labelled face or not (the
+    /// face is the `matchingBox`; any other box is not, as in `measureDetection`): the face verifier's
+    /// training boxes (`train-verifier`).
+    public static func labelledBoxes(_ images: [GrayImage], _ set: LandmarkSet, detector: FaceDetector) -> [[LabelledBox]] {
+        detectAll(images, detector: detector).detections.enumerated().map { i, d in
+            let match = matchingBox(d.map(\.box), reference: set.keypoints[i])
+            return d.map { LabelledBox(x: Double($0.box.x), y: Double($0.box.y), width: Double($0.box.width), isFace: $0.box == match) }
+        }
+    }
+
     /// Every photo's detections (photos in parallel, one core each) and the wall time it took.
     static func detectAll(_ images: [GrayImage], detector: FaceDetector) -> (detections: [[Detection]], seconds: Double) {
         let slots = Slots<[Detection]>(count: images.count)

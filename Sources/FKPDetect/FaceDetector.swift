@@ -61,13 +61,24 @@ public struct FaceDetector: Sendable {
     public var verifier: HaarCascade?
     public var verifyBelow = 20
     public var verifyNeighbors = 1
+    /// A learned second opinion (the face verifier net, given as a function so that the detector needs no
+    /// net): for the grey photo and some boxes, each one's score (about the chance that it holds a face).
+    /// Every face scoring below `checkBelow` in detection, of any pose, must reach `checkThreshold` (after
+    /// the cascade verifier, when both are set); a face found only by the rotation sweep must reach
+    /// `rotationCheckThreshold` in the turned photo.
+    public var boxCheck: BoxCheck?
+    public var checkBelow = Int.max
+    public var checkThreshold: Float = 0.5
+    public var rotationCheckThreshold: Float = 0.5
+    public typealias BoxCheck = @Sendable (GrayImage, [FaceBox]) -> [Float]
     /// Boxes of different cascades whose intersection over union reaches this are one face.
     public var mergeOverlap = 0.3
     /// The rotation sweep for tilted heads: the photo turned by each of these angles (degrees,
     /// counter-clockwise as seen) and searched again with the first member's (frontal) cascade and
     /// `rotationParameters`. A box found there that overlaps no face of the upright search is a new face
-    /// only when it scores at least `rotationMinScore` and the verifier (when set) confirms it in the
-    /// turned image, where the face is upright; its box is moved back through the inverse rotation.
+    /// only when it scores at least `rotationMinScore` and the verifiers (when set: the cascade and the box
+    /// check) confirm it in the turned image, where the face is upright; its box is moved back through
+    /// the inverse rotation.
     public var rotations: [Double] = []
     public var rotationParameters = DetectionParameters()
     public var rotationMinScore = 6
@@ -125,6 +136,14 @@ public struct FaceDetector: Sendable {
             // Frontal faces only: the verifier is a frontal cascade and turns down most profiles.
             faces.removeAll { $0.pose == .frontal && $0.score < verifyBelow && !confirms(verifier, $0.box, bytes, image.width, image.height) }
         }
+        if let boxCheck {
+            let weak = faces.indices.filter { faces[$0].score < checkBelow }
+            if !weak.isEmpty {
+                let scores = boxCheck(image, weak.map { faces[$0].box })
+                let refused = Set(zip(weak, scores).filter { !($0.1 >= checkThreshold) }.map(\.0))
+                faces = faces.indices.filter { !refused.contains($0) }.map { faces[$0] }
+            }
+        }
         faces += rotatedFaces(bytes, image.width, image.height, besides: faces, threads: threads, kernels: kernels)
         return faces.filter { $0.score >= minScore }.map { f in
             var f = f
@@ -149,6 +168,9 @@ extension FaceDetector {
                 let box = r.boxInPhoto(b)
                 guard !upright.contains(where: { overlap($0.box, box) >= mergeOverlap }) else { continue }
                 if let verifier, !confirms(verifier, b, turned, width, height) { continue }
+                if let boxCheck, !(boxCheck(GrayImage(width: width, height: height, pixels: turned.map(Float.init)), [b])[0] >= rotationCheckThreshold) {
+                    continue
+                }
                 found.append(Detection(box: box, score: b.neighbors, pose: .frontal, angle: angle))
             }
         }

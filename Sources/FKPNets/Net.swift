@@ -1,6 +1,7 @@
 import FKPEngine
 import FKPTensor
 import Dispatch
+import Foundation
 
 /// A feed-forward net built from an Architecture on one backend, with every buffer allocated once
 /// for `maxBatch` images.
@@ -28,6 +29,10 @@ public final class Net {
     public var inputSize: Int { architecture.inputShape.reduce(1, *) }
     public var outputs: Int { architecture.outputs }
     public var output: DeviceBuffer { layers.last!.output }
+    /// What training minimises: the keypoint nets' mean squared error, or (a classifier such as the face
+    /// verifier) the logistic loss of its output taken as a logit.
+    public var loss: Loss = .meanSquared
+    public enum Loss: String, Sendable { case meanSquared = "mse", logistic }
 
     public init(_ architecture: Architecture, backend: Backend, maxBatch: Int, trainable: Bool = true) {
         precondition(maxBatch >= 1, "maxBatch \(maxBatch) (at least 1)")
@@ -75,6 +80,7 @@ public final class Net {
         }
         net.step = step
         net.dropoutSeed = dropoutSeed
+        net.loss = loss
         return net
     }
 
@@ -131,7 +137,7 @@ public final class Net {
             }
         }
         forward(batch: batch, training: true)
-        let loss = backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
+        let loss = lossAndGradient(batch: batch)
         backward(batch: batch)
         timed("update") {
             for p in parameters {
@@ -165,7 +171,24 @@ public final class Net {
     /// Loss on the batch in `input`/`target` without training.
     public func evaluate(batch: Int) -> Float {
         forward(batch: batch, training: false)
-        return backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
+        return lossAndGradient(batch: batch)
+    }
+
+    /// The loss of the batch's output against `target`, with its gradient written to `outputGradient`.
+    func lossAndGradient(batch: Int) -> Float {
+        switch loss {
+        case .meanSquared:
+            return backend.mseLoss(prediction: output, target: target, grad: outputGradient, batch: batch, outputs: outputs)
+        case .logistic:
+            // A few values per batch: computed on the host whatever the backend.
+            let n = batch * outputs
+            var z = [Float](repeating: 0, count: n), t = z, g = z
+            z.withUnsafeMutableBufferPointer { backend.read(output, offset: 0, into: $0) }
+            t.withUnsafeMutableBufferPointer { backend.read(target, offset: 0, into: $0) }
+            let value = logisticLoss(logits: z, targets: t, gradient: &g)
+            g.withUnsafeBufferPointer { backend.write($0, to: outputGradient, offset: 0) }
+            return value
+        }
     }
 
     /// Multiply-adds of one forward pass over one image.
@@ -181,4 +204,24 @@ public final class Net {
     public func exportParameters() -> [(name: String, shape: [Int], values: [Float])] {
         parameters.map { ($0.name, $0.shape, backend.download($0.value)) }
     }
+}
+
+/// Mean binary cross-entropy of sigmoid(z) against targets t in 0...1, in the form that neither overflows
+/// nor loses a confident mistake: max(z, 0) - z t + log(1 + exp(-|z|)). `gradient` gets d loss / d z =
+/// (sigmoid(z) - t) / n.
+public func logisticLoss(logits z: [Float], targets t: [Float], gradient g: inout [Float]) -> Float {
+    precondition(z.count == t.count && g.count == z.count && !z.isEmpty)
+    let n = Double(z.count)
+    var sum = 0.0
+    for i in z.indices {
+        let x = Double(z[i]), y = Double(t[i])
+        sum += max(x, 0) - x * y + log1p(exp(-abs(x)))
+        g[i] = Float((sigmoid(x) - y) / n)
+    }
+    return Float(sum / n)
+}
+
+/// 1 / (1 + exp(-x)), without overflow for large |x|.
+public func sigmoid(_ x: Double) -> Double {
+    x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x))
 }

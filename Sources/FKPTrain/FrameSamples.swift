@@ -65,6 +65,32 @@ public struct Augmentation: Codable, Sendable, Equatable {
         narrow: Range(rotationDegrees: 6, scale: 0.05, shift: 0.03),
         wideShare: 0.5, brightness: 0.15, contrast: 0.3, gamma: 0.3, lowResShare: 0.25)
 
+    /// `train --warp fine`: half the narrow moves, for a net that refines faces already aligned
+    /// (what the later passes see on 96x96 faces that come aligned).
+    public static let fine: Range = Range(rotationDegrees: 3, scale: 0.025, shift: 0.015)
+
+    /// A random brightness, contrast and gamma change of one 96x96 crop (0...1), drawn from `rng`.
+    public func changeLight(_ image: UnsafeMutablePointer<Float>, rng: inout Xoshiro) {
+        guard brightness > 0 || contrast > 0 || gamma > 0 else { return }
+        func factor(_ x: Double) -> Float { Float(exp((Double(rng.nextFloat()) * 2 - 1) * log(1 + x))) }
+        let gain = factor(contrast), g = factor(gamma)
+        let shift = Float((Double(rng.nextFloat()) * 2 - 1) * brightness)
+        for i in 0..<Keypoints.imageSize {
+            let v = (powf(max(image[i], 0), g) - 0.5) * gain + 0.5 + shift
+            image[i] = min(max(v, 0), 1)
+        }
+    }
+
+    /// A random similarity within `r` around the canonical crop's centre.
+    public static func jitter(_ r: Range, rng: inout Xoshiro) -> Similarity {
+        func uniform(_ m: Double) -> Double { (Double(rng.nextFloat()) * 2 - 1) * m }
+        let angle = uniform(r.rotationDegrees) * .pi / 180
+        let scale = exp(uniform(log(1 + r.scale)))
+        let side = Double(CanonicalFace.side)
+        return Similarity(angle: angle, scale: scale, center: CanonicalFace.center,
+                          shift: (uniform(r.shift) * side, uniform(r.shift) * side))
+    }
+
     /// No change at all: the face exactly aligned (a perfect crop).
     public static let none = Augmentation(
         wide: Range(rotationDegrees: 0, scale: 0, shift: 0), narrow: Range(rotationDegrees: 0, scale: 0, shift: 0),
@@ -113,13 +139,7 @@ public final class FrameSamples: SampleSource, @unchecked Sendable {
     public func transform(row: Int, rng: inout Xoshiro) -> Similarity {
         let a = augmentation
         let r = Double(rng.nextFloat()) < a.wideShare ? a.wide : a.narrow
-        func uniform(_ m: Double) -> Double { (Double(rng.nextFloat()) * 2 - 1) * m }
-        let angle = uniform(r.rotationDegrees) * .pi / 180
-        let scale = exp(uniform(log(1 + r.scale)))
-        let side = Double(CanonicalFace.side)
-        let jitter = Similarity(angle: angle, scale: scale, center: CanonicalFace.center,
-                                shift: (uniform(r.shift) * side, uniform(r.shift) * side))
-        return alignments[row].then(jitter)
+        return alignments[row].then(Augmentation.jitter(r, rng: &rng))
     }
 
     public func write(row: Int, key: UInt64, image: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>) {
@@ -129,15 +149,7 @@ public final class FrameSamples: SampleSource, @unchecked Sendable {
         let lowRes = Double(rng.nextFloat()) < a.lowResShare
         let lowSide = 24 + Int(rng.next() % 41)
         cut(row: row, photoToCrop: t, into: image, lowResSide: lowRes ? lowSide : nil)
-        if a.brightness > 0 || a.contrast > 0 || a.gamma > 0 {
-            func factor(_ x: Double) -> Float { Float(exp((Double(rng.nextFloat()) * 2 - 1) * log(1 + x))) }
-            let gain = factor(a.contrast), gamma = factor(a.gamma)
-            let shift = Float((Double(rng.nextFloat()) * 2 - 1) * a.brightness)
-            for i in 0..<Keypoints.imageSize {
-                let v = (powf(max(image[i], 0), gamma) - 0.5) * gain + 0.5 + shift
-                image[i] = min(max(v, 0), 1)
-            }
-        }
+        a.changeLight(image, rng: &rng)
         let k = t.apply(landmarks.keypoints[row])
         for c in 0..<Keypoints.count { target[c] = KeypointScale.scaled(Float(k[c])) }
     }
@@ -147,22 +159,19 @@ public final class FrameSamples: SampleSource, @unchecked Sendable {
     public func cut(row: Int, photoToCrop t: Similarity, into out: UnsafeMutablePointer<Float>, lowResSide: Int? = nil) {
         let side = CanonicalFace.side
         planes[row].withUnsafeBufferPointer { px in
-            let plane = GrayPlane(width: sizes[row].width, height: sizes[row].height, pixels: px)
-            guard let small = lowResSide, small < side else {
-                plane.warp(into: out, side: side, outToSource: t.inverse)
-                return
-            }
-            var tmp = [Float](repeating: 0, count: small * small)
-            let down = Similarity(a: Double(side) / Double(small), b: 0, tx: 0, ty: 0)
-            tmp.withUnsafeMutableBufferPointer { plane.warp(into: $0.baseAddress!, side: small, outToSource: down.then(t.inverse)) }
-            tmp.withUnsafeBufferPointer {
-                GrayPlane(width: small, height: small, pixels: $0)
-                    .warp(into: out, side: side, outToSource: Similarity(a: Double(small) / Double(side), b: 0, tx: 0, ty: 0))
-            }
+            GrayPlane(width: sizes[row].width, height: sizes[row].height, pixels: px)
+                .warp(into: out, side: side, outToSource: t.inverse, through: lowResSide ?? side)
         }
     }
 
-    /// A fixed set: each face drawn once with key derived from `seed` and its row (validation).
+
+    public func size(row: Int) -> (width: Int, height: Int) { sizes[row] }
+    /// Photo `row`, grey 0...1.
+    public func plane(row: Int) -> [Float] { planes[row] }
+}
+
+extension SampleSource {
+    /// A fixed set: each sample drawn once with key derived from `seed` and its row (validation).
     public func fixedSet(seed: UInt64) -> TrainingData {
         let data = TrainingData(images: Tensor(shape: [count, Keypoints.imageSize]), targets: Tensor(shape: [count, outputs]))
         DispatchQueue.concurrentPerform(iterations: count) { i in

@@ -213,7 +213,8 @@ func framesData(dir: String, warp: String?, seed: UInt64) throws -> (train: Samp
         throw FKPError.setup("\(dir): \(all.count) faces of \(Set(all.persons).count) people; the person-wise split needs people on both sides")
     }
     var augmentation = Augmentation.standard
-    if warp == "narrow" { augmentation.wideShare = 0 }
+    if warp == "narrow" || warp == "fine" { augmentation.wideShare = 0 }
+    if warp == "fine" { augmentation.narrow = Augmentation.fine }
     let t0 = Date()
     let train = try FrameSamples(all.subset(trainRows), augmentation: augmentation)
     let valid = try FrameSamples(all.subset(validRows), augmentation: augmentation).fixedSet(seed: seed)

@@ -20,7 +20,7 @@ struct FKPBatch: ParsableCommand {
 
         Data goes to stdout, logs and progress to stderr. Exit codes: 0 success, 1 some inputs failed (each reported on stderr), 2 usage or set-up error found before any work.
         """,
-        subcommands: [Annotate.self, Train.self, Predict.self, Evaluate.self, Plot.self, Bench.self, Devices.self, CalibrateCrop.self, ExportModel.self])
+        subcommands: [Annotate.self, Train.self, Predict.self, Evaluate.self, Plot.self, Bench.self, Devices.self, CalibrateCrop.self, ExportModel.self, TrainVerifier.self])
 
     /// Every error is reported here, once: FKPError with its exit code, ExitCode as already reported,
     /// usage errors with the parser's text and code 2, anything else from a library as a set-up error.

@@ -30,7 +30,7 @@ enum Augment: String, ExpressibleByArgument, CaseIterable {
 }
 
 enum Warp: String, ExpressibleByArgument, CaseIterable {
-    case mixed, narrow
+    case mixed, narrow, fine
 }
 
 /// Options shared by every command that runs a net.
@@ -104,6 +104,14 @@ struct DetectorOptions: ParsableArguments {
     var verifyBelow: Int = AnnotationSettings().verifyBelow ?? 0
     @Option(name: .customLong("verify-neighbors"), help: "Detections the verifier needs around a weak face.") var verifyNeighbors: Int = AnnotationSettings().verifyNeighbors
     @Option(name: .customLong("verifier-cascade"), help: "The verifier's Haar cascade XML.") var verifierCascade: String = HaarCascade.verifierPath
+    @Option(name: .customLong("face-verifier"), help: ArgumentHelp("A learned face verifier that weak faces must pass (made by train-verifier): a file, 'bundled' (samples/verifier.safetensors beside the model, or env FKP_VERIFIER) or 'none' (the default).", valueName: "file"))
+    var faceVerifier: String = "none"
+    @Option(name: .customLong("face-verify-below"), help: "Faces of any pose scoring below this must pass the face verifier (0: no check).")
+    var faceVerifyBelow: Int = AnnotationSettings().faceVerifyBelow
+    @Option(name: .customLong("face-verifier-threshold"), help: ArgumentHelp("Score a box needs from the face verifier (about the chance that it holds a face; default: the file's, set where 99.5% of held-out faces pass).", valueName: "t"))
+    var faceVerifierThreshold: Float?
+    @Option(name: .customLong("rotation-face-verifier-threshold"), help: ArgumentHelp("Score a face found only by the rotation sweep needs from the face verifier, in the turned photo.", valueName: "t"))
+    var rotationFaceVerifierThreshold: Float = AnnotationSettings().rotationVerifierThreshold
     @Option(name: .customLong("rotations"), help: "Rotation sweep for tilted heads: angles in degrees, comma-separated, at which the photo is turned and searched again with the frontal cascade ('none': no sweep).")
     var rotations: String = AnnotationSettings().rotations.map { String(format: "%g", $0) }.joined(separator: ",")
     @Option(name: .customLong("rotation-min-score"), help: "Score a face found only in a turned photo needs (it must also pass the verifier there).")
@@ -123,6 +131,9 @@ struct DetectorOptions: ParsableArguments {
         _ = try rotationAngles()
         if let f = rotationScaleFactor, !(f > 1 && f < 4) { throw ValidationError("--rotation-scale-factor must be in (1, 4)") }
         if let m = rotationMinFace, m < 1 { throw ValidationError("--rotation-min-face must be at least 1") }
+        guard faceVerifyBelow >= 0 else { throw ValidationError("--face-verify-below must be at least 0") }
+        if let t = faceVerifierThreshold, !t.isFinite { throw ValidationError("--face-verifier-threshold must be a number") }
+        guard rotationFaceVerifierThreshold.isFinite else { throw ValidationError("--rotation-face-verifier-threshold must be a number") }
     }
 
     /// These options applied to annotate's settings.
@@ -139,6 +150,11 @@ struct DetectorOptions: ParsableArguments {
         s.verifierPath = verifyBelow > 0 ? verifierCascade : nil
         s.verifyBelow = verifyBelow
         s.verifyNeighbors = verifyNeighbors
+        s.faceVerifierPath = faceVerifier == "none" || faceVerifyBelow == 0 ? nil
+            : faceVerifier == "bundled" ? FaceVerifier.defaultPath : faceVerifier
+        s.faceVerifyBelow = faceVerifyBelow
+        s.faceVerifierThreshold = faceVerifierThreshold
+        s.rotationVerifierThreshold = rotationFaceVerifierThreshold
         s.rotations = (try? rotationAngles()) ?? []
         s.rotationMinScore = rotationMinScore
         var r = s.detection

@@ -87,6 +87,9 @@ final class ExitCodeTests: XCTestCase {
         let out = path("out")
         try assertSetupError(["annotate", "samples/photos", "-o", out, "--model", path("none.safetensors")], mentions: ["none.safetensors"])
         try assertSetupError(["annotate", "samples/photos", "-o", out, "--cascade", path("none.xml")], mentions: ["none.xml"])
+        try assertSetupError(["annotate", "samples/photos", "-o", out, "--face-verifier", path("none.safetensors")], mentions: ["none.safetensors"])
+        try assertSetupError(["annotate", "samples/photos", "-o", out, "--face-verifier", "samples/model.safetensors"],
+                             mentions: ["samples/model.safetensors", "not a face verifier"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out), "the output folder is made only once the set-up is good")
         try Data("x".utf8).write(to: dir.appendingPathComponent("file"))
         try assertSetupError(["annotate", "samples/photos", "-o", path("file")], mentions: [path("file"), "is a file"])

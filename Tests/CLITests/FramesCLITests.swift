@@ -71,6 +71,33 @@ final class FramesCLITests: XCTestCase {
         XCTAssertLessThan(nme, meanShape * 0.7, "the net must do far better than the mean face")
     }
 
+    /// train-verifier on the sample frames writes a verifier that annotate and evaluate take; its help
+    /// says what it learns from and how the threshold is set.
+    func testTrainVerifierWritesAVerifierThatAnnotateUses() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-tv-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("v.safetensors").path
+        let r = try fkpBatch(["train-verifier", "--frames", "samples/frames", "--out", out, "--epochs", "2", "--threads", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssert(r.stdout.hasPrefix("model=face-verifier threshold="), r.stdout)
+        XCTAssert(r.stderr.contains("held-out photos"), r.stderr)
+        let a = try fkpBatch(["annotate", "samples/photos", "--face-verifier", out, "--face-verifier-threshold=-1"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual(a.stdout.split(separator: "\n").count, 3, "a face in each photo when every box passes: \(a.stdout)")
+        let none = try fkpBatch(["annotate", "samples/photos", "--face-verifier", out, "--face-verifier-threshold", "2",
+                                 "--face-verify-below", "1000"])
+        XCTAssertEqual(none.status, 0, none.stderr)
+        XCTAssertEqual(none.stdout.split(separator: "\n").count, 3, "a photo without faces still gets its record line: \(none.stdout)")
+        XCTAssert(none.stdout.split(separator: "\n").dropFirst().allSatisfy { $0.contains(",0,") }, none.stdout)
+        let help = try fkpBatch(["train-verifier", "--help"])
+        for word in ["--frames", "--keep", "99.5%", "held-out", "samples/verifier.safetensors"] {
+            XCTAssert(help.stdout.contains(word), "train-verifier --help lacks \(word)")
+        }
+        let bad = try fkpBatch(["train-verifier", "--frames", "samples/frames", "--keep", "0"])
+        XCTAssertEqual(bad.status, 2)
+    }
+
     /// The detection measure on labelled photos: recall, false boxes, speed, and both by --min-score
     /// (the score is monotone: a higher threshold never finds more faces or more false boxes).
     func testDetectionMeasureOnSampleFrames() throws {

@@ -135,6 +135,36 @@ final class FaceDetectorTests: XCTestCase {
         }
     }
 
+    /// The box check sees exactly the faces scoring below `checkBelow` (boxes as merged) and drops those it
+    /// refuses; the others stay as they were.
+    func testBoxCheckDropsOnlyRefusedWeakFaces() throws {
+        var d = try annotateDetector()
+        let img = try PNGCodec.readGray(path: repoRoot.appendingPathComponent("samples/photos/skimage_astronaut.png").path)
+        let plain = d.detect(in: img)
+        XCTAssertEqual(plain.map(\.score), [40])
+        final class Asked: @unchecked Sendable { var boxes: [FaceBox]?; var width = 0 }
+        let asked = Asked()
+        d.boxCheck = { image, boxes in
+            asked.width = image.width
+            asked.boxes = boxes
+            return boxes.map { _ in 0.2 }
+        }
+        d.checkBelow = 41
+        d.checkThreshold = 0.3
+        XCTAssertEqual(d.detect(in: img), [])
+        XCTAssertEqual(asked.boxes, plain.map(\.box).map { var b = $0; b.neighbors = asked.boxes?.first?.neighbors ?? 0; return b })
+        XCTAssertEqual(asked.width, img.width)
+        d.checkBelow = 40
+        asked.boxes = nil
+        XCTAssertEqual(d.detect(in: img), plain, "a face scoring 40 is not below 40")
+        XCTAssertNil(asked.boxes, "no weak face, no call")
+        d.checkBelow = 41
+        d.checkThreshold = 0.2
+        XCTAssertEqual(d.detect(in: img), plain, "a score at the threshold passes")
+        d.boxCheck = { _, boxes in boxes.map { _ in .nan } }
+        XCTAssertEqual(d.detect(in: img), [], "a NaN score passes nothing")
+    }
+
     func testMirroredCascadeFlipsEveryRectangle() throws {
         let c = try cascade(HaarCascade.profilePath)
         let m = c.mirrored()

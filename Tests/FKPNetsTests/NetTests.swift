@@ -116,6 +116,41 @@ final class NetTests: XCTestCase {
         }
     }
 
+    /// The logistic loss (the face verifier's) through a net that starts with a pool, as the verifier's
+    /// does: the backward pass against finite differences, every entry.
+    func testLogisticLossGradientMatchesFiniteDifferences() {
+        let arch = Architecture(name: "tiny-classifier", inputShape: [8, 8, 1], layers: [
+            .pool(name: "pool0"), .conv(name: "conv1", filters: 3, kernel: 2), .dense(name: "hidden", units: 4), .output(units: 1),
+        ])
+        let net = Net(arch, backend: cpu, maxBatch: 4)
+        net.loss = .logistic
+        net.initialise(seed: 13)
+        for (name, error) in gradientErrors(net, batch: 4, biasScale: 0.1, seed: 14, picks: { a, _ in Array(a.indices) }) {
+            XCTAssertLessThan(error, 2e-2, name)
+        }
+    }
+
+    /// The logistic loss itself: its value (a confident mistake costs its margin, not infinity) and its
+    /// gradient (sigmoid(z) - t) / n against central differences.
+    func testLogisticLossValueAndGradient() {
+        var g = [Float](repeating: 0, count: 4)
+        let z: [Float] = [0, 2, -3, 40], t: [Float] = [1, 0, 0, 0]
+        let loss = logisticLoss(logits: z, targets: t, gradient: &g)
+        let expected = (log(2.0) + (2 + log1p(exp(-2.0))) + log1p(exp(-3.0)) + (40 + log1p(exp(-40.0)))) / 4
+        XCTAssertEqual(Double(loss), expected, accuracy: 1e-5)
+        for i in 0..<4 {
+            var zp = z, zm = z, scratch = g
+            zp[i] += 1e-2; zm[i] -= 1e-2
+            let numeric = (Double(logisticLoss(logits: zp, targets: t, gradient: &scratch))
+                - Double(logisticLoss(logits: zm, targets: t, gradient: &scratch))) / 2e-2
+            XCTAssertEqual(Double(g[i]), numeric, accuracy: 1e-4, "entry \(i)")
+        }
+        XCTAssertEqual(sigmoid(-800), 0, accuracy: 1e-300)
+        XCTAssertEqual(sigmoid(800), 1)
+        var one = [Float](repeating: 0, count: 1)
+        XCTAssertTrue(logisticLoss(logits: [.nan], targets: [1], gradient: &one).isNaN, "a NaN output must show as a NaN loss (divergence)")
+    }
+
     /// net2 at its real shapes: the entries with the largest gradients and a few random ones of every
     /// layer (all of them would take too long).
     func testNet2GradientAtRealShapesMatchesFiniteDifferences() {

@@ -10,7 +10,7 @@ import XCTest
 
 final class FrameSamplesTests: XCTestCase {
     /// A photo of bright 5x5 dots at the 15 keypoints (the mean shape moved by `t`) on a dark ground.
-    func dotPhoto(_ t: Similarity, width: Int = 240, height: Int = 200, path: String) throws -> [Double] {
+    static func dotPhoto(_ t: Similarity, width: Int = 240, height: Int = 200, path: String) throws -> [Double] {
         let k = t.apply(CanonicalFace.meanShape)
         var px = [UInt8](repeating: 20, count: 3 * width * height)
         for p in stride(from: 0, to: 30, by: 2) {
@@ -24,10 +24,11 @@ final class FrameSamplesTests: XCTestCase {
         return stride(from: 0, to: 30, by: 2).flatMap { [Double(Int(k[$0])) + 0.5, Double(Int(k[$0 + 1])) + 0.5] }
     }
 
-    func makeSamples(_ augmentation: Augmentation) throws -> FrameSamples {
+    /// Two dot photos of two people in a temporary folder that `test` removes when it ends.
+    static func dotPhotoSet(for test: XCTestCase) throws -> LandmarkSet {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-frames-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         var set = LandmarkSet(images: [], keypoints: [], persons: [], origins: [])
         for (i, t) in [Similarity(angle: 0.2, scale: 1.5, center: (48, 48), shift: (60, 40)),
                        Similarity(angle: -0.3, scale: 0.9, center: (48, 48), shift: (80, 30))].enumerated() {
@@ -35,7 +36,11 @@ final class FrameSamplesTests: XCTestCase {
             set.keypoints.append(try dotPhoto(t, path: path))
             set.images.append(path); set.persons.append("p\(i)"); set.origins.append(path)
         }
-        return try FrameSamples(set, augmentation: augmentation)
+        return set
+    }
+
+    func makeSamples(_ augmentation: Augmentation) throws -> FrameSamples {
+        try FrameSamples(try Self.dotPhotoSet(for: self), augmentation: augmentation)
     }
 
     /// Whatever the draw, each target lands on its dot in the cut image: image and targets go through one
