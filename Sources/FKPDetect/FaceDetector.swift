@@ -139,7 +139,8 @@ public struct FaceDetector: Sendable {
         if let boxCheck {
             let weak = faces.indices.filter { faces[$0].score < checkBelow }
             if !weak.isEmpty {
-                let scores = boxCheck(image, weak.map { faces[$0].box })
+                // The boxes as they are reported (clipped to the photo), as the verifier was trained on them.
+                let scores = boxCheck(image, weak.map { faces[$0].box.clipped(width: image.width, height: image.height) ?? faces[$0].box })
                 let refused = Set(zip(weak, scores).filter { !($0.1 >= checkThreshold) }.map(\.0))
                 faces = faces.indices.filter { !refused.contains($0) }.map { faces[$0] }
             }
@@ -162,17 +163,22 @@ extension FaceDetector {
         for angle in rotations where angle != 0 {
             let r = Rotation(degrees: angle, width: width, height: height)
             let turned = r.apply(bytes, width: width, height: height)
+            var candidates: [(box: FaceBox, turnedBox: FaceBox)] = []
             for b in detectFaces(gray8: turned, width: width, height: height, cascade: members[0].cascade,
                                  parameters: rotationParameters, threads: threads, kernels: kernels)
             where b.neighbors >= rotationMinScore {
                 let box = r.boxInPhoto(b)
                 guard !upright.contains(where: { overlap($0.box, box) >= mergeOverlap }) else { continue }
                 if let verifier, !confirms(verifier, b, turned, width, height) { continue }
-                if let boxCheck, !(boxCheck(GrayImage(width: width, height: height, pixels: turned.map(Float.init)), [b])[0] >= rotationCheckThreshold) {
-                    continue
-                }
-                found.append(Detection(box: box, score: b.neighbors, pose: .frontal, angle: angle))
+                candidates.append((box, b))
             }
+            if let boxCheck, !candidates.isEmpty {
+                // All of this angle's candidates in one call, read in the turned photo where they are upright.
+                let image = GrayImage(width: width, height: height, pixels: turned.map(Float.init))
+                let scores = boxCheck(image, candidates.map { $0.turnedBox.clipped(width: width, height: height) ?? $0.turnedBox })
+                candidates = zip(candidates, scores).filter { $0.1 >= rotationCheckThreshold }.map(\.0)
+            }
+            found += candidates.map { Detection(box: $0.box, score: $0.turnedBox.neighbors, pose: .frontal, angle: angle) }
         }
         var faces: [Detection] = []
         for f in found.sorted(by: { ($0.score, -abs($0.angle)) > ($1.score, -abs($1.angle)) })

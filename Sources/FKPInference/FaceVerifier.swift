@@ -36,7 +36,7 @@ public final class FaceVerifier: @unchecked Sendable {
 
     public let net: Net
     /// Boxes scoring below this are not faces (stored in the file by train-verifier).
-    public var threshold: Float
+    public let threshold: Float
     public let path: String
     private let lock = NSLock()
 
@@ -121,7 +121,8 @@ public final class FaceVerifier: @unchecked Sendable {
     }
 }
 
-/// A detector's box on a labelled photo, and whether it holds the labelled face.
+/// A detector's box on a labelled photo, and whether it holds the labelled face: the verifier's training
+/// data, here (not in FKPDetect) so that FKPTrain, which trains on it, needs no detector.
 public struct LabelledBox: Sendable, Equatable {
     public var x: Double, y: Double, width: Double
     public var isFace: Bool

@@ -164,10 +164,14 @@ public final class FrameSamples: SampleSource, @unchecked Sendable {
         }
     }
 
-
     public func size(row: Int) -> (width: Int, height: Int) { sizes[row] }
     /// Photo `row`, grey 0...1.
     public func plane(row: Int) -> [Float] { planes[row] }
+
+    /// Every photo as the detector reads it (grey 0...255).
+    public func grayImages() -> [GrayImage] {
+        (0..<count).map { r in GrayImage(width: sizes[r].width, height: sizes[r].height, pixels: planes[r].map { $0 * 255 }) }
+    }
 }
 
 extension SampleSource {

@@ -169,7 +169,8 @@ public final class Trainer {
         net.backend.write(UnsafeBufferPointer(start: stageY.data, count: rows.count * outs), to: net.target, offset: 0)
     }
 
-    /// Mean squared error over a whole set (batch losses weighted by batch size).
+    /// The net's loss (mean squared error, or the logistic loss of a classifier) over a whole set (batch
+    /// losses weighted by batch size).
     public func loss(on data: TrainingData) -> Double {
         var sum = 0.0
         var start = 0

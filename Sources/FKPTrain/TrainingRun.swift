@@ -204,14 +204,20 @@ func csvData(path: String, seed: UInt64, skipBadRows: Bool) throws -> (train: Sa
     return (TrainingData(faces, rows: split.train), TrainingData(faces, rows: split.valid))
 }
 
-/// Labelled photos: split by person (LandmarkSet.isHeldOut), training samples cut afresh each time,
-/// validation samples cut once (the same draws every epoch).
-func framesData(dir: String, warp: String?, seed: UInt64) throws -> (train: SampleSource, valid: TrainingData) {
+/// Labelled photos read and split by person (LandmarkSet.isHeldOut); people on both sides or an error.
+func personSplit(_ dir: String) throws -> (all: LandmarkSet, train: [Int], valid: [Int]) {
     let all = try LandmarkFiles.read(dir)
     let trainRows = all.trainingRows, validRows = all.heldOutRows
     guard !trainRows.isEmpty, !validRows.isEmpty else {
         throw FKPError.setup("\(dir): \(all.count) faces of \(Set(all.persons).count) people; the person-wise split needs people on both sides")
     }
+    return (all, trainRows, validRows)
+}
+
+/// Labelled photos: split by person (LandmarkSet.isHeldOut), training samples cut afresh each time,
+/// validation samples cut once (the same draws every epoch).
+func framesData(dir: String, warp: String?, seed: UInt64) throws -> (train: SampleSource, valid: TrainingData) {
+    let (all, trainRows, validRows) = try personSplit(dir)
     var augmentation = Augmentation.standard
     if warp == "narrow" || warp == "fine" { augmentation.wideShare = 0 }
     if warp == "fine" { augmentation.narrow = Augmentation.fine }

@@ -168,8 +168,9 @@ public struct VerifierTraining {
     public var frames: String
     public var out: String
     public var config: TrainConfig
-    /// Share of the held-out faces' boxes the threshold keeps.
-    public var keep = 0.995
+    /// Share of the held-out faces' boxes the threshold keeps (0.999: with a few hundred faces, the
+    /// lowest one's score: the verifier vetoes only what scores below every held-out face).
+    public var keep = 0.999
     /// Stored in the file: the command that made it.
     public var command = ""
 
@@ -178,7 +179,7 @@ public struct VerifierTraining {
         config = TrainConfig()
         config.epochs = 30
         config.batchSize = 128
-        config.learningRate = Schedule(0.005, 0.0002)
+        config.learningRate = Schedule(0.01, 0.0003)
         config.momentum = Schedule(0.9, 0.99)
         config.seed = 1
     }
@@ -186,11 +187,7 @@ public struct VerifierTraining {
     /// `boxesOf` runs the detector on photos and labels each box (see FramesEvaluation.labelledBoxes).
     public func run(backend: Backend, boxesOf: ([GrayImage], LandmarkSet) -> [[LabelledBox]],
                     onEpoch: (EpochRecord, VerifierReport) -> Void = { _, _ in }) throws -> VerifierReport {
-        let all = try LandmarkFiles.read(frames)
-        let trainRows = all.trainingRows, validRows = all.heldOutRows
-        guard !trainRows.isEmpty, !validRows.isEmpty else {
-            throw FKPError.setup("\(frames): \(all.count) faces of \(Set(all.persons).count) people; the person-wise split needs people on both sides")
-        }
+        let (all, trainRows, validRows) = try personSplit(frames)
         let trainSet = all.subset(trainRows), validSet = all.subset(validRows)
         let trainPhotos = try FrameSamples(trainSet), validPhotos = try FrameSamples(validSet)
         let t0 = Date()
@@ -201,23 +198,29 @@ public struct VerifierTraining {
                         frames, trainRows.count, count(trainBoxes, true), count(trainBoxes, false), validRows.count,
                         count(validBoxes, true), count(validBoxes, false), Date().timeIntervalSince(t0)))
         let train = VerifierSamples(trainPhotos, boxes: trainBoxes)
-        let valid = VerifierSamples(validPhotos, boxes: validBoxes).fixedSet(seed: config.seed)
         let config = try config.checked(trainingRows: train.count)
+        let valid = VerifierSamples(validPhotos, boxes: validBoxes).fixedSet(seed: config.seed)
         let net = Net(FaceVerifier.architecture, backend: backend, maxBatch: config.batchSize)
         net.loss = .logistic
         net.initialise(seed: config.seed)
         let trainer = Trainer(net: net, train: train, valid: valid, config: config)
         Log.info("\(FaceVerifier.modelName): \(net.parameterCount) parameters on \(backend.name); \(train.count) samples per epoch, \(valid.count) to validate; \(config.epochs) epochs, lr \(config.learningRate), momentum \(config.momentum)")
 
-        // The held-out boxes as the verifier will see them: cut once, no change.
-        var boxCrops: [(photo: Int, box: LabelledBox)] = []
-        for (p, boxes) in validBoxes.enumerated() { for b in boxes { boxCrops.append((p, b)) } }
+        // The held-out boxes cut once, by FaceVerifier.cut: what annotate's check reads.
+        let boxCrops = validBoxes.flatMap { $0 }
+        guard boxCrops.contains(where: \.isFace) else {
+            throw FKPError.setup("\(frames): the detector boxes no held-out face, so no threshold can be set")
+        }
         let crops = Tensor(shape: [boxCrops.count, Keypoints.imageSize])
-        DispatchQueue.concurrentPerform(iterations: boxCrops.count) { i in
-            let (p, b) = boxCrops[i]
-            let dst = crops.data + i * Keypoints.imageSize
-            validPhotos.cut(row: p, photoToCrop: FaceVerifier.photoToInput(x: b.x, y: b.y, width: b.width), into: dst)
-            FaceVerifier.standardise(dst)
+        let firstBox = validBoxes.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        DispatchQueue.concurrentPerform(iterations: validBoxes.count) { p in
+            let (w, h) = validPhotos.size(row: p)
+            validPhotos.plane(row: p).withUnsafeBufferPointer { px in
+                for (k, b) in validBoxes[p].enumerated() {
+                    FaceVerifier.cut(GrayPlane(width: w, height: h, pixels: px), x: b.x, y: b.y, width: b.width,
+                                     into: crops.data + (firstBox[p] + k) * Keypoints.imageSize)
+                }
+            }
         }
         var report: VerifierReport?
         while trainer.nextEpoch <= config.epochs {
@@ -225,9 +228,9 @@ public struct VerifierTraining {
             let checker = FaceVerifier(net: net.resized(maxBatch: 64, trainable: false), threshold: 0, path: out)
             let scores = checker.scores(crops)
             var faceScores: [Float] = [], otherScores: [Float] = []
-            for (i, c) in boxCrops.enumerated() { if c.box.isFace { faceScores.append(scores[i]) } else { otherScores.append(scores[i]) } }
+            guard scores.allSatisfy(\.isFinite) else { throw TrainingDiverged(epoch: record.epoch, batch: 0) }
+            for (i, b) in boxCrops.enumerated() { if b.isFace { faceScores.append(scores[i]) } else { otherScores.append(scores[i]) } }
             let r = VerifierReport(faceScores: faceScores, otherScores: otherScores, keep: keep)
-            guard r.threshold.isFinite else { throw TrainingDiverged(epoch: record.epoch, batch: 0) }
             try save(net, threshold: r.threshold, report: r, epoch: record.epoch)
             onEpoch(record, r)
             report = r
@@ -249,15 +252,5 @@ public struct VerifierTraining {
         ]
         let entries = net.exportParameters().map { Safetensors.Entry(name: $0.name, shape: $0.shape, values: $0.values) }
         try Safetensors.write(Safetensors.File(tensors: entries, metadata: meta), path: out)
-    }
-}
-
-extension FrameSamples {
-    /// Every photo as the detector reads it (grey 0...255).
-    public func grayImages() -> [GrayImage] {
-        (0..<count).map { r in
-            let (w, h) = size(row: r)
-            return GrayImage(width: w, height: h, pixels: plane(row: r).map { $0 * 255 })
-        }
     }
 }

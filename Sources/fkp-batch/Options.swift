@@ -106,9 +106,9 @@ struct DetectorOptions: ParsableArguments {
     @Option(name: .customLong("verifier-cascade"), help: "The verifier's Haar cascade XML.") var verifierCascade: String = HaarCascade.verifierPath
     @Option(name: .customLong("face-verifier"), help: ArgumentHelp("A learned face verifier that weak faces must pass (made by train-verifier): a file, 'bundled' (samples/verifier.safetensors beside the model, or env FKP_VERIFIER) or 'none' (the default).", valueName: "file"))
     var faceVerifier: String = "none"
-    @Option(name: .customLong("face-verify-below"), help: "Faces of any pose scoring below this must pass the face verifier (0: no check).")
+    @Option(name: .customLong("face-verify-below"), help: "Faces of any pose scoring below this must pass the face verifier (0: the verifier is off, for the rotation sweep too).")
     var faceVerifyBelow: Int = AnnotationSettings().faceVerifyBelow
-    @Option(name: .customLong("face-verifier-threshold"), help: ArgumentHelp("Score a box needs from the face verifier (about the chance that it holds a face; default: the file's, set where 99.5% of held-out faces pass).", valueName: "t"))
+    @Option(name: .customLong("face-verifier-threshold"), help: ArgumentHelp("Score a box needs from the face verifier (about the chance that it holds a face; default: the file's, set by train-verifier --keep on held-out faces: the bundled one's is the lowest held-out face's score).", valueName: "t"))
     var faceVerifierThreshold: Float?
     @Option(name: .customLong("rotation-face-verifier-threshold"), help: ArgumentHelp("Score a face found only by the rotation sweep needs from the face verifier, in the turned photo.", valueName: "t"))
     var rotationFaceVerifierThreshold: Float = AnnotationSettings().rotationVerifierThreshold

@@ -28,7 +28,7 @@ struct Train: ParsableCommand {
     @Option(help: "Training CSV (30 keypoint columns + Image).") var data: String?
     @Option(help: ArgumentHelp("Train from labelled photos instead of a CSV: a folder with keypoints.csv (image,x0,y0,...,x67,y67) and images/, or a folder of images with iBUG .pts files. Every sample is cut afresh from its photo through a random similarity, light and blur change (see the README); people whose name hashes to 0 mod 5 are held out for validation.", valueName: "dir"))
     var frames: String?
-    @Option(help: ArgumentHelp("With --frames: mixed (half the samples moved as much as a detector box is off, half as little as a first pass leaves: a net for every pass) narrow (only the latter: a second-pass net) or fine (half the narrow moves: a net for faces already aligned).", valueName: "kind"))
+    @Option(help: ArgumentHelp("With --frames: mixed (half the samples moved as much as a detector box is off, half as little as a first pass leaves: a net for every pass), narrow (only the latter: a second-pass net) or fine (half the narrow moves: a net for faces already aligned).", valueName: "kind"))
     var warp: Warp?
     @Option(name: .customLong("init-weights"), help: ArgumentHelp("Start from this trained model's weights (same architecture) instead of random ones: fine-tuning, or a warm restart of the schedule.", valueName: "model"))
     var initWeights: String?

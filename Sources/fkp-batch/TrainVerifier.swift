@@ -12,7 +12,7 @@ struct TrainVerifier: ParsableCommand {
         commandName: "train-verifier",
         abstract: "Train the face verifier that checks the detector's weak boxes, on labelled photos.",
         discussion: """
-        The face verifier is a small CNN that scores whether a detector's box holds a face (annotate's --face-verifier). It learns from photos with 68-point landmarks (the folders train --frames takes), split by person as train --frames splits them: faces framed as a detector frames them, against the same faces moved or scaled far off, background squares, and every box that the Haar cascades find on the photos at their loosest (one neighbour, no checks) that holds no labelled face. Its threshold is set on the held-out people's boxes so that 99.5% of their faces pass (--keep), and the file is written after every epoch.
+        The face verifier is a small CNN that scores whether a detector's box holds a face (annotate's --face-verifier). It learns from photos with 68-point landmarks (the folders train --frames takes), split by person as train --frames splits them: faces framed as a detector frames them, against the same faces moved or scaled far off, background squares, and every box that the Haar cascades find on the photos at their loosest (one neighbour, no checks) that holds no labelled face. Its threshold is set on the held-out people's boxes so that the share --keep of their faces pass (0.999: the lowest held-out face's score), and the file is written after every epoch (an interrupted or diverged run leaves the last good one).
 
         Example (the bundled samples/verifier.safetensors):
           fkp-batch train-verifier --frames ../shared/data/frames --out samples/verifier.safetensors
@@ -44,10 +44,11 @@ struct TrainVerifier: ParsableCommand {
         let detector: FaceDetector
         do { detector = try AnnotationSettings.looseCandidates.detector()! } catch { throw FKPError.setup("\(error)") }
         let started = Date()
-        Log.info(EpochRecord.tableHeader)
+        var first = true
         let report = try training.run(backend: try engine.makeBackend(), boxesOf: { images, set in
             FramesEvaluation.labelledBoxes(images, set, detector: detector)
         }, onEpoch: { record, r in
+            if first { Log.info(EpochRecord.tableHeader); first = false }
             Log.info(record.tableLine(best: false) + "  " + r.description)
         })
         Log.info(String(format: "trained %d epochs in %.1f s; wrote %@", epochs, Date().timeIntervalSince(started), out))

@@ -165,6 +165,41 @@ final class FaceDetectorTests: XCTestCase {
         XCTAssertEqual(d.detect(in: img), [], "a NaN score passes nothing")
     }
 
+    /// With several checked faces, exactly those the check scores below its threshold go, whatever their
+    /// order.
+    func testBoxCheckKeepsTheRightFacesAmongMany() throws {
+        var d = try annotateDetector()
+        d.members[0].parameters.minNeighbors = 1
+        d.verifier = nil
+        let img = try PNGCodec.readGray(path: repoRoot.appendingPathComponent("samples/photos/skimage_astronaut.png").path)
+        let plain = d.detect(in: img)
+        XCTAssert(plain.contains { $0.box.x % 2 == 0 } && plain.contains { $0.box.x % 2 == 1 },
+                  "loose settings give boxes at even and odd x: \(plain)")
+        // Pass the boxes whose x is even, refuse the others.
+        d.boxCheck = { _, boxes in boxes.map { $0.x % 2 == 0 ? 0.9 : 0.1 } }
+        d.checkBelow = 1000
+        d.checkThreshold = 0.5
+        XCTAssertEqual(d.detect(in: img), plain.filter { $0.box.x % 2 == 0 })
+    }
+
+    /// The rotation sweep's new faces must reach `rotationCheckThreshold` in the turned photo.
+    func testBoxCheckGatesTheRotationSweep() throws {
+        var d = try annotateDetector()
+        d.rotations = [15]
+        d.rotationMinScore = 1
+        d.rotationParameters.minNeighbors = 1
+        d.verifier = nil
+        let img = try PNGCodec.readGray(path: repoRoot.appendingPathComponent("samples/photos/skimage_astronaut.png").path)
+        let swept = d.detect(in: img).filter { $0.angle != 0 }
+        XCTAssertFalse(swept.isEmpty, "the loose sweep finds something new")
+        d.boxCheck = { _, boxes in boxes.map { _ in 0.5 } }
+        d.checkBelow = 0
+        d.rotationCheckThreshold = 0.6
+        XCTAssertTrue(d.detect(in: img).filter { $0.angle != 0 }.isEmpty)
+        d.rotationCheckThreshold = 0.5
+        XCTAssertEqual(d.detect(in: img).filter { $0.angle != 0 }, swept)
+    }
+
     func testMirroredCascadeFlipsEveryRectangle() throws {
         let c = try cascade(HaarCascade.profilePath)
         let m = c.mirrored()

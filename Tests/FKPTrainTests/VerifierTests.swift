@@ -124,16 +124,21 @@ final class VerifierTests: XCTestCase {
         training.config.batchSize = 16
         training.config.learningRate = Schedule(0.01)
         var records: [EpochRecord] = [], reports: [VerifierReport] = []
-        var held = 0
+        var sets: [Int] = []
         let report = try training.run(backend: CPUBackend(threads: 2), boxesOf: { images, set in
-            held = max(held, set.count)
-            // One box per photo, on its face: the face's aligned square.
+            sets.append(set.count)
+            XCTAssertEqual(images.count, set.count)
+            // Per photo a box on its face (the face's aligned square) and one in its top left corner.
             return set.keypoints.map { k in
                 let inv = CanonicalFace.alignment(for: k)!.inverse
                 let c = inv.apply(CanonicalFace.center.x, CanonicalFace.center.y), side = 96 * inv.scale
-                return [LabelledBox(x: c.x - side / 2, y: c.y - side / 2, width: side, isFace: true)]
+                return [LabelledBox(x: c.x - side / 2, y: c.y - side / 2, width: side, isFace: true),
+                        LabelledBox(x: 0, y: 0, width: side / 2, isFace: false)]
             }
         }, onEpoch: { records.append($0); reports.append($1) })
+        XCTAssertEqual(sets, [12, 8], "training people's photos, then the held-out ones")
+        XCTAssertEqual(report.others, 8)
+        XCTAssert(report.auc.isFinite && report.auc > 0.5, "AUC \(report.auc)")
         XCTAssertEqual(records.count, 6)
         XCTAssertLessThan(records.last!.validLoss, records.first!.validLoss)
         XCTAssertLessThan(records.last!.validLoss, 0.68, "a constant 0.5 scores ln 2 = 0.693")
@@ -164,7 +169,10 @@ final class VerifierTests: XCTestCase {
     func testBundledVerifierSeparatesFacesFromOtherBoxes() throws {
         let path = repoPath("samples/verifier.safetensors")
         let v = try FaceVerifier.load(path: path, backend: CPUBackend(threads: 1))
-        let set = try LandmarkFiles.read(repoPath("samples/frames"))
+        // The held-out people of samples/frames only: the verifier trained on the others.
+        let all = try LandmarkFiles.read(repoPath("samples/frames"))
+        let set = all.subset(all.heldOutRows)
+        XCTAssertEqual(set.count, 8)
         let samples = VerifierSamples(try FrameSamples(set), boxes: Array(repeating: [], count: set.count))
         let data = samples.fixedSet(seed: 5)
         let scores = v.scores(data.images)
