@@ -86,7 +86,7 @@ let package = Package(
                     swiftSettings: fast),
         .testTarget(name: "FKPAnnotateTests",
                     dependencies: ["FKPAnnotate", "FKPInference", "FKPEngine", "FKPExport",
-                                   "FKPTensor", "FKPTestSupport"],
+                                   "FKPTensor", "FKPTestSupport", "FKPDetect", "FKPImage", "FKPIngest"],
                     swiftSettings: fast),
         // Depends on the executable so that it is built before the tests run it.
         .testTarget(name: "CLITests", dependencies: ["fkp-batch", "FKPTestSupport", "FKPImage"], swiftSettings: fast),

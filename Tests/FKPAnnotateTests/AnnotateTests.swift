@@ -1,4 +1,7 @@
 import FKPAnnotate
+import FKPDetect
+import FKPImage
+import FKPIngest
 import FKPEngine
 import FKPExport
 import FKPInference
@@ -16,6 +19,34 @@ final class AnnotateTests: XCTestCase {
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// The face verifier's training boxes: on each sample frame the loosest detector's box that holds the
+    /// labelled face (both eye centres and the nose tip) is marked a face, and no other box is.
+    func testLabelledBoxesMarkOnlyTheLabelledFace() throws {
+        guard FileManager.default.fileExists(atPath: HaarCascade.defaultPath) else {
+            print("skipping: \(HaarCascade.defaultPath) is absent (install Debian's opencv-data)")
+            throw XCTSkip("\(HaarCascade.defaultPath) is absent")
+        }
+        let set = try LandmarkFiles.read(repoPath("samples/frames"))
+        let images = try ImageFile.readGray(paths: set.images)
+        let detector = try XCTUnwrap(try AnnotationSettings.looseCandidates.detector())
+        let boxes = FramesEvaluation.labelledBoxes(images, set, detector: detector)
+        XCTAssertEqual(boxes.count, set.count)
+        var others = 0
+        for (i, photo) in boxes.enumerated() {
+            let faces = photo.filter(\.isFace)
+            XCTAssertEqual(faces.count, 1, "\(set.images[i]): \(photo)")
+            let k = set.keypoints[i]
+            for f in faces {
+                for p in [0, 2, 20] {
+                    XCTAssert(k[p] >= f.x && k[p] <= f.x + f.width && k[p + 1] >= f.y && k[p + 1] <= f.y + f.width,
+                              "\(set.images[i]): keypoint \(p / 2) outside the face box \(f)")
+                }
+            }
+            others += photo.count - faces.count
+        }
+        XCTAssertGreaterThan(others, 0, "the loosest detector also boxes other things")
+    }
 
     func testShardParsing() {
         XCTAssertEqual(Shard("2/3")?.select([1, 2, 3, 4, 5, 6]), [2, 5])

@@ -3,6 +3,7 @@ import FKPImage
 import FKPInference
 import FKPIngest
 import FKPTensor
+import FKPTestSupport
 import Foundation
 import XCTest
 
@@ -41,6 +42,18 @@ final class FrameSamplesTests: XCTestCase {
 
     func makeSamples(_ augmentation: Augmentation) throws -> FrameSamples {
         try FrameSamples(try Self.dotPhotoSet(for: self), augmentation: augmentation)
+    }
+
+    /// `--warp fine`: only narrow draws, half the narrow moves.
+    func testFineWarpHalvesTheNarrowMoves() throws {
+        let (train, _) = try framesData(dir: repoPath("samples/frames"), warp: "fine", seed: 1)
+        let a = try XCTUnwrap(train as? FrameSamples).augmentation
+        XCTAssertEqual(a.wideShare, 0)
+        XCTAssertEqual(a.narrow, Augmentation.fine)
+        let n = Augmentation.standard.narrow
+        XCTAssertEqual([a.narrow.rotationDegrees * 2, a.narrow.scale * 2, a.narrow.shift * 2], [n.rotationDegrees, n.scale, n.shift])
+        let (narrow, _) = try framesData(dir: repoPath("samples/frames"), warp: "narrow", seed: 1)
+        XCTAssertEqual(try XCTUnwrap(narrow as? FrameSamples).augmentation.narrow, n)
     }
 
     /// Whatever the draw, each target lands on its dot in the cut image: image and targets go through one
