@@ -21,10 +21,12 @@ struct TrainVerifier: ParsableCommand {
     @Option(help: ArgumentHelp("Labelled photos: a folder with keypoints.csv or iBUG .pts files (see train --frames).", valueName: "dir"))
     var frames: String
     @Option(help: "Where to write the verifier (safetensors).") var out: String = "verifier.safetensors"
-    @Option(help: "Epochs.") var epochs: Int = VerifierTraining(frames: "", out: "").config.epochs
-    @Option(help: "Learning rate, constant or start:stop.") var lr: String = VerifierTraining(frames: "", out: "").config.learningRate.description
-    @Option(help: "Share of the held-out faces' boxes the threshold keeps.") var keep: Double = VerifierTraining(frames: "", out: "").keep
-    @Option(help: "Seed of the weights and the draws.") var seed: UInt64 = VerifierTraining(frames: "", out: "").config.seed
+    /// The library's defaults, shown in --help.
+    private static let defaults = VerifierTraining(frames: "", out: "")
+    @Option(help: "Epochs.") var epochs: Int = defaults.config.epochs
+    @Option(help: "Learning rate, constant or start:stop.") var lr: String = defaults.config.learningRate.description
+    @Option(help: "Share of the held-out faces' boxes the threshold keeps.") var keep: Double = defaults.keep
+    @Option(help: "Seed of the weights and the draws.") var seed: UInt64 = defaults.config.seed
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
