@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         // The face detector's hot loops, compiled per instruction set the same way and chosen with the
         // engine's set; no contraction, so every set sums as OpenCV does and finds the same faces.
-        .target(name: "CDetect", dependencies: ["CKernels"], cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
+        .target(name: "CDetect", dependencies: ["CKernels"], cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off", "-fno-math-errno"])]),
 
         // Modules, each using only those above it in this list (docs/ARCHITECTURE.md draws the graph):
         // tensors (+ the stderr logger) -> alignment geometry (similarities, mean shape, warping) -> engine

@@ -17,6 +17,13 @@ public struct AnnotationSettings: Sendable {
     public var cascadePath: String? = HaarCascade.defaultPath
     /// The profile cascade, run as trained and mirrored beside the frontal one; nil: frontal faces only.
     public var profileCascadePath: String? = HaarCascade.profilePath
+    /// Which detectors find the faces: the Haar cascades, the HOG detector in place of the frontal cascade
+    /// (with the profile cascades), or both.
+    public var faceDetector = FaceDetectorKind.cascade
+    /// The HOG detector's filters (`HOGFaceFile`); nil: the bundled `face-hog.safetensors`.
+    public var hogPath: String? = nil
+    public var hogThreshold: Double = 0
+    public var hogUpsample = true
     /// The frontal cascade takes faces from 3 neighbours (OpenCV's default is 5): weak faces (below
     /// `verifyBelow`) must be confirmed by the verifier, which turns down most false ones.
     public var detection: DetectionParameters = { var p = DetectionParameters(); p.minNeighbors = 3; return p }()
@@ -76,6 +83,19 @@ extension AnnotationSettings {
             FaceDetector(frontal: frontal, profile: try HaarCascade(contentsOf: $0), parameters: detection, profileParameters: profileDetection)
         } ?? FaceDetector(frontal: frontal, parameters: detection)
         d.minScore = minScore
+        if faceDetector != .cascade {
+            var hog = HOGDetector(bank: try HOGFaceFile.load(path: hogPath ?? HOGFaceFile.defaultPath))
+            hog.threshold = hogThreshold
+            hog.upsample = hogUpsample
+            d.hog = hog
+            d.hogShift = HOGFaceFile.frontalShift
+            if faceDetector == .hog {
+                guard rotations.isEmpty else {
+                    throw DetectorSettingsError(description: "the rotation sweep runs the frontal cascade: use it with --detector cascade or hog+cascade")
+                }
+                d.members.removeFirst()
+            }
+        }
         if let verifierPath, let verifyBelow {
             d.verifier = try HaarCascade(contentsOf: verifierPath)
             d.verifyBelow = verifyBelow
@@ -100,6 +120,20 @@ extension AnnotationSettings {
         d.rotationMinScore = rotationMinScore
         return d
     }
+}
+
+/// Which detectors find the faces (`AnnotationSettings.faceDetector`).
+public enum FaceDetectorKind: String, Sendable, CaseIterable {
+    /// OpenCV's frontal cascade (weak faces checked by alt2) and profile cascade.
+    case cascade
+    /// The HOG detector (dlib's frontal face filters) and the profile cascade.
+    case hog
+    /// The HOG detector and both cascades.
+    case hogAndCascade = "hog+cascade"
+}
+
+public struct DetectorSettingsError: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// What a run did, with the time spent in each stage (summed over threads).

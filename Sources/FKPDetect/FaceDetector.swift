@@ -82,6 +82,10 @@ public struct FaceDetector: Sendable {
     public var rotations: [Double] = []
     public var rotationParameters = DetectionParameters()
     public var rotationMinScore = 6
+    /// A HOG detector whose faces are merged with the cascades' ahead of them (its boxes moved onto the
+    /// frontal cascade's framing by `hogShift`, its window count the score, its filter's pose).
+    public var hog: HOGDetector?
+    public var hogShift = BoxShift.none
 
     public init(members: [Member]) {
         precondition(!members.isEmpty, "FaceDetector: no cascade")
@@ -125,6 +129,13 @@ public struct FaceDetector: Sendable {
     public func detect(in image: GrayImage, threads: Int = 2, kernels: DetectKernels = .best) -> [Detection] {
         let bytes = image.bytes8
         var candidates: [(box: FaceBox, pose: FacePose, member: Int)] = []
+        if let hog {
+            for d in hog.detect(gray8: bytes, width: image.width, height: image.height, threads: threads) {
+                let box = FaceBox(x: Int(d.x.rounded()), y: Int(d.y.rounded()), width: Int(d.width.rounded()),
+                                  height: Int(d.height.rounded()), neighbors: d.windows)
+                candidates.append((hogShift.apply(box), hog.bank.poses[d.filter], -1))
+            }
+        }
         for (k, m) in members.enumerated() {
             for b in detectFaces(gray8: bytes, width: image.width, height: image.height, cascade: m.cascade,
                                  parameters: m.parameters, threads: threads, kernels: kernels) {
@@ -133,8 +144,13 @@ public struct FaceDetector: Sendable {
         }
         var faces = Self.merge(candidates, overlap: mergeOverlap)
         if let verifier {
-            // Frontal faces only: the verifier is a frontal cascade and turns down most profiles.
-            faces.removeAll { $0.pose == .frontal && $0.score < verifyBelow && !confirms(verifier, $0.box, bytes, image.width, image.height) }
+            // Frontal faces only: the verifier is a frontal cascade and turns down most profiles. Faces the
+            // HOG detector found are its own judgement, not checked.
+            let hogBoxes = candidates.filter { $0.member < 0 }.map(\.box)
+            faces.removeAll { f in
+                f.pose == .frontal && f.score < verifyBelow && !hogBoxes.contains { overlap($0, f.box) >= mergeOverlap }
+                    && !confirms(verifier, f.box, bytes, image.width, image.height)
+            }
         }
         if let boxCheck {
             let weak = faces.indices.filter { faces[$0].score < checkBelow }
@@ -256,7 +272,7 @@ extension FaceBox {
 extension GrayImage {
     /// Grey values rounded to 0...255 bytes, as the cascades see them (NaN and out-of-range values clamp;
     /// .5 rounds away from zero, like lround).
-    var bytes8: [UInt8] {
+    public var bytes8: [UInt8] {
         pixels.map { v -> UInt8 in
             let r = v.rounded()
             return r >= 255 ? 255 : (r > 0 ? UInt8(r) : 0)

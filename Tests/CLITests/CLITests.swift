@@ -85,6 +85,24 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// --detector picks the detectors; a wrong name or the rotation sweep without the frontal cascade is a
+    /// usage error, and with the HOG detector both bundled photos get one face.
+    func testDetectorChoice() throws {
+        for args in [["annotate", "samples/photos", "--detector", "dlib"],
+                     ["annotate", "samples/photos", "--detector", "hog", "--rotations", "10"]] {
+            let r = try fkpBatch(args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("--detector") || r.stderr.contains("--rotations"), r.stderr)
+        }
+        let hog = try fkpBatch(["annotate", "samples/photos", "--detector", "hog"])
+        XCTAssertEqual(hog.status, 0, hog.stderr)
+        let rows = hog.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        XCTAssertEqual(rows.count, 2, hog.stdout)
+        XCTAssertEqual(rows.map { $0[1] }, ["1", "1"], "one face on each photo")
+        let help = try fkpBatch(["annotate", "--help"])
+        XCTAssertTrue(help.stdout.contains("--detector") && help.stdout.contains("hog+cascade"), "annotate --help lacks --detector")
+    }
+
     /// Every command that runs a model falls back to the bundled one, as annotate does.
     func testPredictAndEvaluateWithoutModelUseTheBundledOne() throws {
         let pred = try fkpBatch(["predict", "samples/test-sample.csv"])

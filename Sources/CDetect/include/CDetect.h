@@ -75,4 +75,32 @@ const fkp_detect_kernels *fkp_detect_kernels_named(const char *name);
 /// Names of every detector set compiled in, best first, NULL-terminated.
 const char *const *fkp_detect_kernels_all_names(void);
 
+/// HOG detection (fhog.c): cells of FKP_FHOG_CELL pixels, each FKP_FHOG_PLANES values (Felzenszwalb's 18
+/// orientation bins with sign, 9 without, 4 block energies), stored as planes.
+#define FKP_FHOG_CELL 8
+#define FKP_FHOG_PLANES 31
+
+/// Bilinear resize with the corners aligned, rounded half up (dlib's resize_image for bytes).
+void fkp_resize_bilinear(const uint8_t *src, long sw, long sh, uint8_t *dst, long dw, long dh);
+/// The HOG cells of a width x height grey image: rows x cols (0 when it is too small).
+void fkp_fhog_size(long width, long height, long *rows, long *cols);
+/// Writes the cells as FKP_FHOG_PLANES planes of stride_rows x stride_cols (zeroed first), the image's
+/// cell (0, 0) at (pad, pad) of each. 1 on success, 0 when the image is too small, -1 out of memory.
+int fkp_fhog(const uint8_t *img, long width, long height, float *features, long stride_rows, long stride_cols,
+             long pad);
+
+typedef struct {
+    int32_t row, col, filter;
+    float value;
+} fkp_fhog_hit;
+
+/// Every window (top-left cell row, col) of planes of `rows` x `cols` cells where filter k's response
+/// reaches thresholds[k]. Filter k on plane p is the sum of terms[k * planes + p] separable terms, term j's
+/// column and row vectors (filter_size values each) at ((k * planes + p) * max_terms + j) * filter_size
+/// in `columns` and `row_vectors`. `scratch`: rows * cols * 2 floats. Writes up to `capacity` hits and
+/// returns how many there are (call again with more room when it is larger).
+long fkp_fhog_scan(const float *features, long rows, long cols, const int32_t *terms, const float *columns,
+                   const float *row_vectors, long max_terms, long filter_count, long filter_size,
+                   const float *thresholds, float *scratch, fkp_fhog_hit *hits, long capacity);
+
 #endif
