@@ -81,8 +81,9 @@ static inline __attribute__((always_inline)) int fhog_body(const uint8_t *img, l
     float *vx0s = malloc(sizeof(float) * room), *gxs = calloc(room, sizeof(float));
     float *gys = calloc(room, sizeof(float)), *best = malloc(sizeof(float) * room);
     int32_t *bins = malloc(sizeof(int32_t) * room);
-    if (!ixps || !vx0s || !gxs || !gys || !best || !bins) {
-        free(ixps); free(vx0s); free(gxs); free(gys); free(best); free(bins); free(hist); free(norm);
+    float *rowhist = malloc(sizeof(float) * (size_t)hcols * 18);
+    if (!ixps || !vx0s || !gxs || !gys || !best || !bins || !rowhist) {
+        free(ixps); free(vx0s); free(gxs); free(gys); free(best); free(bins); free(rowhist); free(hist); free(norm);
         return -1;
     }
     for (long x = 0; x < width; x++) {
@@ -121,16 +122,22 @@ static inline __attribute__((always_inline)) int fhog_body(const uint8_t *img, l
             memcpy(best + x, &len2, sizeof len2);
         }
         for (long x = 1; x < visible_nc; x++) best[x] = sqrtf(best[x]);
+        // The row's votes split between the two cell columns around each pixel first, then between the
+        // two cell rows around it (the same weights for the whole pixel row): half the scattered adds.
+        memset(rowhist, 0, sizeof(float) * (size_t)hcols * 18);
         for (long x = 1; x < visible_nc; x++) {
-            const float v = best[x], vx0 = vx0s[x], vx1 = 1.0f - vx0;
-            float *h = hist + ((iyp + 1) * hcols + ixps[x] + 1) * 18 + bins[x];
-            h[0] += vy1 * vx1 * v;
-            h[hcols * 18] += vy0 * vx1 * v;
-            h[18] += vy1 * vx0 * v;
-            h[hcols * 18 + 18] += vy0 * vx0 * v;
+            const float v = best[x], vx0 = vx0s[x];
+            float *h = rowhist + (ixps[x] + 1) * 18 + bins[x];
+            h[0] += (1.0f - vx0) * v;
+            h[18] += vx0 * v;
+        }
+        float *up = hist + (iyp + 1) * hcols * 18, *down = up + hcols * 18;
+        for (long i = 0; i < hcols * 18; i++) {
+            up[i] += vy1 * rowhist[i];
+            down[i] += vy0 * rowhist[i];
         }
     }
-    free(ixps); free(vx0s); free(gxs); free(gys); free(best); free(bins);
+    free(ixps); free(vx0s); free(gxs); free(gys); free(best); free(bins); free(rowhist);
     for (long r = 0; r < cells_nr; r++)
         for (long c = 0; c < cells_nc; c++) {
             const float *h = hist + ((r + 1) * hcols + c + 1) * 18;
@@ -213,44 +220,92 @@ int fkp_fhog(const uint8_t *img, long width, long height, float *features, long 
 // rank-reduced form of its filters): per term, every row of the plane is filtered by the row vector, then
 // every column of that by the column vector, added into the filter's response. Loops run along rows, so
 // they vectorise; compiled twice: for any x86-64, and for AVX2 with FMA.
+#define FKP_SCAN_STRIP 64
 #define FKP_SCAN_BODY                                                                                        \
     const long fs = filter_size, out_r = rows - fs + 1, out_c = cols - fs + 1;                             \
     if (out_r <= 0 || out_c <= 0) return 0;                                                                \
-    float *restrict tmp = scratch, *restrict sal = scratch + rows * out_c;                                 \
+    /* Strips of FKP_SCAN_STRIP output rows, so that the rows they read and the row-filtered rows stay in   \
+       cache while every filter's terms go over them. scratch: filter_count strips of responses, then one  \
+       strip (plus fs - 1 rows) of row-filtered values. */                                                 \
+    float *restrict sal = scratch, *restrict tmp = scratch + filter_count * FKP_SCAN_STRIP * out_c;        \
     long found = 0;                                                                                        \
-    for (long k = 0; k < filter_count; k++) {                                                              \
-        memset(sal, 0, sizeof(float) * (size_t)(out_r * out_c));                                           \
+    for (long r0 = 0; r0 < out_r; r0 += FKP_SCAN_STRIP) {                                                  \
+        const long n_out = out_r - r0 < FKP_SCAN_STRIP ? out_r - r0 : FKP_SCAN_STRIP, n_in = n_out + fs - 1; \
+        memset(sal, 0, sizeof(float) * (size_t)(filter_count * FKP_SCAN_STRIP * out_c));                  \
         for (long p = 0; p < FKP_FHOG_PLANES; p++) {                                                       \
-            const float *restrict plane = features + p * rows * cols;                                      \
-            for (long j = 0; j < terms[k * FKP_FHOG_PLANES + p]; j++) {                                   \
-                const float *restrict cv = columns + ((k * FKP_FHOG_PLANES + p) * max_terms + j) * fs;     \
-                const float *restrict rv = row_vectors + ((k * FKP_FHOG_PLANES + p) * max_terms + j) * fs; \
-                for (long r = 0; r < rows; r++) {                                                          \
-                    float *restrict t = tmp + r * out_c;                                                   \
-                    const float *restrict a = plane + r * cols;                                            \
-                    for (long c = 0; c < out_c; c++) t[c] = 0;                                             \
-                    for (long n = 0; n < fs; n++) {                                                        \
-                        const float w = rv[n];                                                             \
-                        for (long c = 0; c < out_c; c++) t[c] += w * a[c + n];                             \
+            const float *restrict plane = features + p * rows * cols + r0 * cols;                          \
+            for (long k = 0; k < filter_count; k++) {                                                      \
+                float *restrict ks = sal + k * FKP_SCAN_STRIP * out_c;                                     \
+                for (long j = 0; j < terms[k * FKP_FHOG_PLANES + p]; j++) {                               \
+                    const float *restrict cv = columns + ((k * FKP_FHOG_PLANES + p) * max_terms + j) * fs; \
+                    const float *restrict rv = row_vectors + ((k * FKP_FHOG_PLANES + p) * max_terms + j) * fs; \
+                    /* Eight outputs at a time summed in a register over the filter's taps. */             \
+                    for (long r = 0; r < n_in; r++) {                                                      \
+                        float *restrict t = tmp + r * out_c;                                               \
+                        const float *restrict a = plane + r * cols;                                        \
+                        long c = 0;                                                                        \
+                        for (; c + 32 <= out_c; c += 32) { /* four independent sums: no waiting on one */  \
+                            fv8 a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, v0, v1, v2, v3;  \
+                            for (long n = 0; n < fs; n++) {                                                \
+                                memcpy(&v0, a + c + n, sizeof v0); memcpy(&v1, a + c + 8 + n, sizeof v1);  \
+                                memcpy(&v2, a + c + 16 + n, sizeof v2); memcpy(&v3, a + c + 24 + n, sizeof v3); \
+                                a0 += rv[n] * v0; a1 += rv[n] * v1; a2 += rv[n] * v2; a3 += rv[n] * v3;   \
+                            }                                                                              \
+                            memcpy(t + c, &a0, sizeof a0); memcpy(t + c + 8, &a1, sizeof a1);              \
+                            memcpy(t + c + 16, &a2, sizeof a2); memcpy(t + c + 24, &a3, sizeof a3);        \
+                        }                                                                                  \
+                        for (; c + 8 <= out_c; c += 8) {                                                   \
+                            fv8 acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;                                         \
+                            for (long n = 0; n < fs; n++) { memcpy(&v, a + c + n, sizeof v); acc += rv[n] * v; } \
+                            memcpy(t + c, &acc, sizeof acc);                                               \
+                        }                                                                                  \
+                        for (; c < out_c; c++) {                                                           \
+                            float acc = 0;                                                                 \
+                            for (long n = 0; n < fs; n++) acc += rv[n] * a[c + n];                         \
+                            t[c] = acc;                                                                    \
+                        }                                                                                  \
                     }                                                                                      \
-                }                                                                                          \
-                for (long r = 0; r < out_r; r++) {                                                         \
-                    float *restrict o = sal + r * out_c;                                                   \
-                    for (long m = 0; m < fs; m++) {                                                        \
-                        const float w = cv[m];                                                             \
-                        const float *restrict t = tmp + (r + m) * out_c;                                   \
-                        for (long c = 0; c < out_c; c++) o[c] += w * t[c];                                 \
+                    for (long r = 0; r < n_out; r++) {                                                     \
+                        float *restrict o = ks + r * out_c;                                                \
+                        long c = 0;                                                                        \
+                        for (; c + 32 <= out_c; c += 32) {                                                 \
+                            fv8 a0, a1, a2, a3, v0, v1, v2, v3;                                            \
+                            memcpy(&a0, o + c, sizeof a0); memcpy(&a1, o + c + 8, sizeof a1);              \
+                            memcpy(&a2, o + c + 16, sizeof a2); memcpy(&a3, o + c + 24, sizeof a3);        \
+                            for (long m = 0; m < fs; m++) {                                                \
+                                const float *restrict t = tmp + (r + m) * out_c + c;                       \
+                                memcpy(&v0, t, sizeof v0); memcpy(&v1, t + 8, sizeof v1);                  \
+                                memcpy(&v2, t + 16, sizeof v2); memcpy(&v3, t + 24, sizeof v3);            \
+                                a0 += cv[m] * v0; a1 += cv[m] * v1; a2 += cv[m] * v2; a3 += cv[m] * v3;   \
+                            }                                                                              \
+                            memcpy(o + c, &a0, sizeof a0); memcpy(o + c + 8, &a1, sizeof a1);              \
+                            memcpy(o + c + 16, &a2, sizeof a2); memcpy(o + c + 24, &a3, sizeof a3);        \
+                        }                                                                                  \
+                        for (; c + 8 <= out_c; c += 8) {                                                   \
+                            fv8 acc, v;                                                                    \
+                            memcpy(&acc, o + c, sizeof acc);                                               \
+                            for (long m = 0; m < fs; m++) { memcpy(&v, tmp + (r + m) * out_c + c, sizeof v); acc += cv[m] * v; } \
+                            memcpy(o + c, &acc, sizeof acc);                                               \
+                        }                                                                                  \
+                        for (; c < out_c; c++) {                                                           \
+                            float acc = o[c];                                                              \
+                            for (long m = 0; m < fs; m++) acc += cv[m] * tmp[(r + m) * out_c + c];         \
+                            o[c] = acc;                                                                    \
+                        }                                                                                  \
                     }                                                                                      \
                 }                                                                                          \
             }                                                                                              \
         }                                                                                                  \
-        for (long r = 0; r < out_r; r++)                                                                   \
-            for (long c = 0; c < out_c; c++)                                                               \
-                if (sal[r * out_c + c] >= thresholds[k]) {                                                 \
-                    if (found < capacity)                                                                  \
-                        hits[found] = (fkp_fhog_hit){.row = (int32_t)r, .col = (int32_t)c, .filter = (int32_t)k, \
-                                                     .value = sal[r * out_c + c]};                         \
-                    found++;                                                                               \
+        for (long k = 0; k < filter_count; k++)                                                            \
+            for (long r = 0; r < n_out; r++)                                                               \
+                for (long c = 0; c < out_c; c++) {                                                         \
+                    const float v = sal[(k * FKP_SCAN_STRIP + r) * out_c + c];                             \
+                    if (v >= thresholds[k]) {                                                              \
+                        if (found < capacity)                                                              \
+                            hits[found] = (fkp_fhog_hit){.row = (int32_t)(r0 + r), .col = (int32_t)c,      \
+                                                         .filter = (int32_t)k, .value = v};                \
+                        found++;                                                                           \
+                    }                                                                                      \
                 }                                                                                          \
     }                                                                                                      \
     return found;
@@ -259,6 +314,11 @@ int fkp_fhog(const uint8_t *img, long width, long height, float *features, long 
     const float *features, long rows, long cols, const int32_t *terms, const float *columns,               \
         const float *row_vectors, long max_terms, long filter_count, long filter_size, const float *thresholds, \
         float *scratch, fkp_fhog_hit *hits, long capacity
+
+long fkp_fhog_scan_scratch(long rows, long cols, long filter_count, long filter_size) {
+    const long out_c = cols - filter_size + 1 > 0 ? cols - filter_size + 1 : 0;
+    return (filter_count * FKP_SCAN_STRIP + FKP_SCAN_STRIP + filter_size - 1) * out_c;
+}
 
 static long scan_generic(FKP_SCAN_ARGS) { FKP_SCAN_BODY }
 

@@ -92,6 +92,13 @@ public struct FaceDetector: Sendable {
         self.members = members
     }
 
+    /// The HOG detector alone (no cascade, so no rotation sweep), its boxes moved by `shift`.
+    public init(hog: HOGDetector, shift: BoxShift) {
+        members = []
+        self.hog = hog
+        hogShift = shift
+    }
+
     /// The frontal cascade alone, as `detectFaces`.
     public init(frontal: HaarCascade, parameters: DetectionParameters = .init()) {
         self.init(members: [Member(cascade: frontal, pose: .frontal, parameters: parameters)])
@@ -176,6 +183,8 @@ extension FaceDetector {
     func rotatedFaces(_ bytes: [UInt8], _ width: Int, _ height: Int, besides upright: [Detection], threads: Int,
                       kernels: DetectKernels) -> [Detection] {
         var found: [Detection] = []
+        // It runs the frontal cascade, the first member: without one (the HOG detector alone) there is none.
+        guard !members.isEmpty else { return [] }
         for angle in rotations where angle != 0 {
             let r = Rotation(degrees: angle, width: width, height: height)
             let turned = r.apply(bytes, width: width, height: height)

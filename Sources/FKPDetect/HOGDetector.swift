@@ -126,7 +126,7 @@ public struct HOGDetector: Sendable {
         let pad = (bank.size - 1) / 2, sr = rows + bank.size - 1, sc = cols + bank.size - 1
         var features = [Float](repeating: 0, count: sr * sc * Int(FKP_FHOG_PLANES))
         guard fkp_fhog(pixels, w, h, &features, sr, sc, pad) == 1 else { return [] }
-        var scratch = [Float](repeating: 0, count: 2 * sr * sc)
+        var scratch = [Float](repeating: 0, count: fkp_fhog_scan_scratch(sr, sc, bank.count, bank.size))
         var capacity = 1024
         while true {
             var hits = [fkp_fhog_hit](repeating: fkp_fhog_hit(), count: capacity)

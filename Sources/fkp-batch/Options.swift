@@ -90,11 +90,11 @@ struct PhotoModelOptions: ParsableArguments {
 
 /// The face detector's options, shared by annotate and evaluate --frames.
 struct DetectorOptions: ParsableArguments {
-    @Option(name: .customLong("detector"), help: ArgumentHelp("Which detectors find the faces: 'cascade' (OpenCV's frontal and profile Haar cascades), 'hog' (a HOG detector, dlib's frontal face filters, in place of the frontal cascade) or 'hog+cascade' (all of them).", valueName: "kind"))
+    @Option(name: .customLong("detector"), help: ArgumentHelp("Which detectors find the faces: 'hog' (a HOG detector with dlib's frontal face filters, its weak faces checked by the bundled face verifier), 'cascade' (OpenCV's frontal and profile Haar cascades, as before 30 Nov 2026) or 'hog+cascade' (all of them). README, \"The HOG detector\", compares them.", valueName: "kind"))
     var faceDetector: String = AnnotationSettings().faceDetector.rawValue
     @Option(name: .customLong("hog-detector"), help: ArgumentHelp("The HOG detector's filters (default: samples/face-hog.safetensors beside the model, or env FKP_HOG_DETECTOR).", valueName: "file"))
     var hogDetector: String?
-    @Option(name: .customLong("hog-threshold"), help: "Added to the HOG detector's threshold (below 0: more faces, and more false ones).")
+    @Option(name: .customLong("hog-threshold"), help: ArgumentHelp("Added to the HOG detector's threshold (dlib's is 0; lower: more faces, and more false ones; give a negative value as --hog-threshold=-0.5).", valueName: "t"))
     var hogThreshold: Double = AnnotationSettings().hogThreshold
     @Flag(name: .customLong("no-hog-upsample"), help: "Search the photo at its size instead of doubled: the HOG detector then finds faces from about 80 px instead of 40, four times faster.")
     var noHogUpsample = false
@@ -112,10 +112,10 @@ struct DetectorOptions: ParsableArguments {
     var verifyBelow: Int = AnnotationSettings().verifyBelow ?? 0
     @Option(name: .customLong("verify-neighbors"), help: "Detections the verifier needs around a weak face.") var verifyNeighbors: Int = AnnotationSettings().verifyNeighbors
     @Option(name: .customLong("verifier-cascade"), help: "The verifier's Haar cascade XML.") var verifierCascade: String = HaarCascade.verifierPath
-    @Option(name: .customLong("face-verifier"), help: ArgumentHelp("A learned face verifier that weak faces must pass (made by train-verifier): a file, 'bundled' (samples/verifier.safetensors beside the model, or env FKP_VERIFIER) or 'none' (the default).", valueName: "file"))
-    var faceVerifier: String = "none"
-    @Option(name: .customLong("face-verify-below"), help: "Faces of any pose scoring below this must pass the face verifier (0: the verifier is off, for the rotation sweep too).")
-    var faceVerifyBelow: Int = AnnotationSettings().faceVerifyBelow
+    @Option(name: .customLong("face-verifier"), help: ArgumentHelp("A learned face verifier that weak faces must pass (made by train-verifier): a file, 'bundled' (samples/verifier.safetensors beside the model, or env FKP_VERIFIER) or 'none' (default: 'bundled' with --detector hog, else 'none').", valueName: "file"))
+    var faceVerifier: String?
+    @Option(name: .customLong("face-verify-below"), help: ArgumentHelp("Faces of any pose scoring below this must pass the face verifier (0: the verifier is off, for the rotation sweep too; default: 5 with --detector hog, else 20).", valueName: "score"))
+    var faceVerifyBelow: Int?
     @Option(name: .customLong("face-verifier-threshold"), help: ArgumentHelp("Score a box needs from the face verifier (about the chance that it holds a face; default: the file's, set by train-verifier --keep on held-out faces: the bundled one's is the lowest held-out face's score).", valueName: "t"))
     var faceVerifierThreshold: Float?
     @Option(name: .customLong("rotation-face-verifier-threshold"), help: ArgumentHelp("Score a face found only by the rotation sweep needs from the face verifier, in the turned photo.", valueName: "t"))
@@ -146,15 +146,18 @@ struct DetectorOptions: ParsableArguments {
         _ = try rotationAngles()
         if let f = rotationScaleFactor, !(f > 1 && f < 4) { throw ValidationError("--rotation-scale-factor must be in (1, 4)") }
         if let m = rotationMinFace, m < 1 { throw ValidationError("--rotation-min-face must be at least 1") }
-        guard faceVerifyBelow >= 0 else { throw ValidationError("--face-verify-below must be at least 0") }
+        if let b = faceVerifyBelow, b < 0 { throw ValidationError("--face-verify-below must be at least 0") }
         if let t = faceVerifierThreshold, !t.isFinite { throw ValidationError("--face-verifier-threshold must be a number") }
         guard rotationFaceVerifierThreshold.isFinite else { throw ValidationError("--rotation-face-verifier-threshold must be a number") }
     }
 
     /// These options applied to annotate's settings.
     func apply(to s: inout AnnotationSettings) {
+        // The checks that go with the detector, unless given.
+        let kind = FaceDetectorKind(rawValue: faceDetector) ?? s.faceDetector
+        let preset = AnnotationSettings(detector: kind)
+        s.faceDetector = kind
         s.cascadePath = cascade
-        s.faceDetector = FaceDetectorKind(rawValue: faceDetector) ?? s.faceDetector
         s.hogPath = hogDetector
         s.hogThreshold = hogThreshold
         s.hogUpsample = !noHogUpsample
@@ -169,9 +172,14 @@ struct DetectorOptions: ParsableArguments {
         s.verifierPath = verifyBelow > 0 ? verifierCascade : nil
         s.verifyBelow = verifyBelow
         s.verifyNeighbors = verifyNeighbors
-        s.faceVerifierPath = faceVerifier == "none" || faceVerifyBelow == 0 ? nil
-            : faceVerifier == "bundled" ? FaceVerifier.defaultPath : faceVerifier
-        s.faceVerifyBelow = faceVerifyBelow
+        let below = faceVerifyBelow ?? preset.faceVerifyBelow
+        switch faceVerifier {
+        case nil: s.faceVerifierPath = below == 0 ? nil : preset.faceVerifierPath
+        case "none"?: s.faceVerifierPath = nil
+        case "bundled"?: s.faceVerifierPath = below == 0 ? nil : FaceVerifier.defaultPath
+        case let path?: s.faceVerifierPath = below == 0 ? nil : path
+        }
+        s.faceVerifyBelow = below
         s.faceVerifierThreshold = faceVerifierThreshold
         s.rotationVerifierThreshold = rotationFaceVerifierThreshold
         s.rotations = (try? rotationAngles()) ?? []
@@ -196,7 +204,7 @@ struct DetectorOptions: ParsableArguments {
     }
 
     func detector() throws -> FaceDetector {
-        var s = AnnotationSettings()
+        var s = AnnotationSettings(detector: FaceDetectorKind(rawValue: faceDetector) ?? AnnotationSettings.defaultDetector)
         apply(to: &s)
         do { return try s.detector()! } catch { throw FKPError.setup("\(error)") }
     }

@@ -75,8 +75,10 @@ final class ExitCodeTests: XCTestCase {
              ["\(none).safetensors", "No such file"]),
             (["predict", "samples/test-sample.csv", "--lookup", "\(none).csv"], ["\(none).csv", "No such file"]),
             (["plot", "\(none).history.csv", "-o", path("l.png")], ["\(none).history.csv"]),
-            (["annotate", "samples/photos", "--cascade", "\(none).xml"], ["\(none).xml", "no such file"]),
-            (["annotate", "samples/photos", "--cascade", "samples/test-sample.csv"], ["samples/test-sample.csv", "cascade"]),
+            (["annotate", "samples/photos", "--detector", "cascade", "--cascade", "\(none).xml"], ["\(none).xml", "no such file"]),
+            (["annotate", "samples/photos", "--detector", "cascade", "--cascade", "samples/test-sample.csv"], ["samples/test-sample.csv", "cascade"]),
+            (["annotate", "samples/photos", "--hog-detector", "\(none).safetensors"], ["\(none).safetensors", "No such file"]),
+            (["annotate", "samples/photos", "--hog-detector", "samples/verifier.safetensors"], ["samples/verifier.safetensors", "not a HOG face detector"]),
             (["annotate", "samples/photos", "--model", "samples/test-sample.csv"], ["samples/test-sample.csv", "safetensors"]),
         ]
         for (args, mentions) in cases { try assertSetupError(args, mentions: mentions) }
@@ -86,7 +88,8 @@ final class ExitCodeTests: XCTestCase {
     func testAnnotateSetupErrorsComeBeforeAnyPhoto() throws {
         let out = path("out")
         try assertSetupError(["annotate", "samples/photos", "-o", out, "--model", path("none.safetensors")], mentions: ["none.safetensors"])
-        try assertSetupError(["annotate", "samples/photos", "-o", out, "--cascade", path("none.xml")], mentions: ["none.xml"])
+        try assertSetupError(["annotate", "samples/photos", "-o", out, "--detector", "cascade", "--cascade", path("none.xml")], mentions: ["none.xml"])
+        try assertSetupError(["annotate", "samples/photos", "-o", out, "--hog-detector", path("none.safetensors")], mentions: ["none.safetensors"])
         try assertSetupError(["annotate", "samples/photos", "-o", out, "--face-verifier", path("none.safetensors")], mentions: ["none.safetensors"])
         try assertSetupError(["annotate", "samples/photos", "-o", out, "--face-verifier", "samples/model.safetensors"],
                              mentions: ["samples/model.safetensors", "not a face verifier"])

@@ -32,7 +32,9 @@ final class FramesCLITests: XCTestCase {
         let twice = try fkpBatch(["export-model", model, again, "--second-pass", ckpt])
         XCTAssertEqual(twice.status, 2, "a photo model takes no second net")
 
-        let eval = try fkpBatch(["evaluate", "--model", model, "--frames", "samples/frames", "--format", "json"])
+        // On the cascade's boxes, which export-model measured the framing on (the HOG detector's are moved
+        // onto that framing by a fixed shift).
+        let eval = try fkpBatch(["evaluate", "--model", model, "--frames", "samples/frames", "--detector", "cascade", "--format", "json"])
         XCTAssertEqual(eval.status, 0, eval.stderr)
         let o = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(o["photos"] as? Int, 8)
@@ -66,7 +68,8 @@ final class FramesCLITests: XCTestCase {
         let o = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
         let nme = try XCTUnwrap(o["nme_detected_median"] as? Double)
         let meanShape = try XCTUnwrap(o["nme_mean_shape_detected_median"] as? Double)
-        // Measured 0.056 vs 0.161 for the mean shape on these 8 held-out faces.
+        // Measured 0.060 vs 0.263 for the mean shape in the HOG detector's boxes on these 8 held-out faces (the
+        // cascades': 0.057 vs 0.161; 30 Nov 2026).
         XCTAssertLessThan(nme, 0.09)
         XCTAssertLessThan(nme, meanShape * 0.7, "the net must do far better than the mean face")
     }
@@ -82,20 +85,21 @@ final class FramesCLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssert(r.stdout.hasPrefix("model=face-verifier threshold="), r.stdout)
         XCTAssert(r.stderr.contains("held-out photos"), r.stderr)
-        // Every face checked (--face-verify-below 1000): all pass at a threshold below any score, none above.
+        // On the cascades' faces (the HOG detector at its default threshold has weak boxes that its own check,
+        // faces under 5 windows, turns down). Every face checked (--face-verify-below 1000): all pass at a threshold below any score, none above.
         func facesPerPhoto(_ run: Run) -> [Int] {
             run.stdout.split(separator: "\n").dropFirst().map { Int($0.split(separator: ",", omittingEmptySubsequences: false)[1]) ?? -1 }
         }
-        let all = try fkpBatch(["annotate", "samples/photos", "--face-verifier", out, "--face-verify-below", "1000",
+        let all = try fkpBatch(["annotate", "samples/photos", "--detector", "cascade", "--face-verifier", out, "--face-verify-below", "1000",
                                 "--face-verifier-threshold=-1"])
         XCTAssertEqual(all.status, 0, all.stderr)
         XCTAssertEqual(facesPerPhoto(all), [1, 1], all.stdout)
-        let none = try fkpBatch(["annotate", "samples/photos", "--face-verifier", out, "--face-verify-below", "1000",
+        let none = try fkpBatch(["annotate", "samples/photos", "--detector", "cascade", "--face-verifier", out, "--face-verify-below", "1000",
                                  "--face-verifier-threshold", "2"])
         XCTAssertEqual(none.status, 0, none.stderr)
         XCTAssertEqual(facesPerPhoto(none), [0, 0], "a photo without faces still gets its record line: \(none.stdout)")
         // The bundled verifier keeps both bundled faces (the astronaut scores 40, the cameraman 8: checked).
-        let bundled = try fkpBatch(["annotate", "samples/photos", "--face-verifier", "bundled"])
+        let bundled = try fkpBatch(["annotate", "samples/photos", "--detector", "cascade", "--face-verifier", "bundled"])
         XCTAssertEqual(bundled.status, 0, bundled.stderr)
         XCTAssertEqual(facesPerPhoto(bundled), [1, 1], bundled.stdout)
         let help = try fkpBatch(["train-verifier", "--help"])
@@ -108,20 +112,24 @@ final class FramesCLITests: XCTestCase {
 
     /// The detection measure on labelled photos: recall, false boxes, speed, and both by --min-score
     /// (the score is monotone: a higher threshold never finds more faces or more false boxes).
+    /// The cascades find all 20 sample faces, the HOG detector (the default) 19 (it misses Adam_Sandler_00,
+    /// 30 Nov 2026), both together all 20.
     func testDetectionMeasureOnSampleFrames() throws {
-        let r = try fkpBatch(["evaluate", "--frames", "samples/frames", "--detection", "--all-people", "--format", "json"])
+      for (detector, faces) in [("cascade", 20), ("hog", 19), ("hog+cascade", 20)] {
+        let r = try fkpBatch(["evaluate", "--frames", "samples/frames", "--detection", "--all-people", "--detector", detector, "--format", "json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(o["photos"] as? Int, 20)
-        XCTAssertEqual(o["found"] as? Int, 20, "every sample face is found")
+        XCTAssertEqual(o["found"] as? Int, faces, detector)
         XCTAssertNotNil(o["false_boxes"] as? Int)
         XCTAssertGreaterThan(try XCTUnwrap(o["photos_per_second"] as? Double), 0)
         let sweep = try XCTUnwrap(o["by_min_score"] as? [[String: Int]])
-        XCTAssertEqual(sweep.first?["found"], 20)
+        XCTAssertEqual(sweep.first?["found"], faces)
         for (a, b) in zip(sweep, sweep.dropFirst()) {
             XCTAssertGreaterThanOrEqual(a["found"]!, b["found"]!)
             XCTAssertGreaterThanOrEqual(a["false_boxes"]!, b["false_boxes"]!)
         }
+      }
         // --min-score drops faces below it: far above any face, none is found.
         let strict = try fkpBatch(["evaluate", "--frames", "samples/frames", "--detection", "--all-people", "--min-score", "100000", "--format", "json"])
         let s = try JSONSerialization.jsonObject(with: Data(strict.stdout.utf8)) as! [String: Any]

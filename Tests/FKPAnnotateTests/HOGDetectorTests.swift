@@ -140,15 +140,21 @@ final class HOGDetectorTests: XCTestCase {
         }
     }
 
-    /// With `.hog` the HOG detector takes the frontal cascade's place beside the profile cascade: both bundled
-    /// photos get a face (the cameraman from the profile cascade), boxes on the frontal framing.
-    func testHOGSettingsFindAFaceOnBothBundledPhotos() throws {
+    /// The default detector is the HOG detector alone, its weak faces checked by the bundled face verifier:
+    /// both bundled photos get one face (the cameraman turned about 45 degrees too), boxes on the frontal
+    /// framing.
+    func testTheDefaultHOGDetectorFindsOneFaceOnBothBundledPhotos() throws {
         var s = AnnotationSettings()
-        s.faceDetector = .hog
+        XCTAssertEqual(s.faceDetector, .hog)
+        XCTAssertEqual(s.hogThreshold, -0.5)
+        XCTAssertEqual(s.faceVerifyBelow, 5)
         s.hogPath = repoPath("samples/face-hog.safetensors")
+        s.faceVerifierPath = repoPath("samples/verifier.safetensors")
         let d = try XCTUnwrap(try s.detector())
         XCTAssertNotNil(d.hog)
-        XCTAssertEqual(d.members.count, 2, "the profile cascade as trained and mirrored")
+        XCTAssertNotNil(d.boxCheck)
+        XCTAssertNil(d.verifier, "no cascade, so no alt2 check")
+        XCTAssertTrue(d.members.isEmpty, "no cascade")
         for name in ["skimage_astronaut.png", "skimage_camera.png"] {
             let g = try PNGCodec.readGray(path: repoPath("samples/photos/\(name)"))
             XCTAssertEqual(d.detect(in: g).count, 1, name)
@@ -160,5 +166,11 @@ final class HOGDetectorTests: XCTestCase {
         XCTAssertEqual(Double(box.width), 1.1308 * 90, accuracy: 2)
         s.rotations = [10]
         XCTAssertThrowsError(try s.detector())
+        // The cascades keep their own checks.
+        let c = AnnotationSettings(detector: .cascade)
+        XCTAssertNil(c.faceVerifierPath)
+        XCTAssertEqual(c.faceVerifyBelow, 20)
+        XCTAssertNil(try XCTUnwrap(try c.detector()).hog)
+        XCTAssertEqual(try XCTUnwrap(try AnnotationSettings(detector: .hogAndCascade).detector()).members.count, 3)
     }
 }

@@ -97,8 +97,10 @@ typedef struct {
 /// Every window (top-left cell row, col) of planes of `rows` x `cols` cells where filter k's response
 /// reaches thresholds[k]. Filter k on plane p is the sum of terms[k * planes + p] separable terms, term j's
 /// column and row vectors (filter_size values each) at ((k * planes + p) * max_terms + j) * filter_size
-/// in `columns` and `row_vectors`. `scratch`: rows * cols * 2 floats. Writes up to `capacity` hits and
+/// in `columns` and `row_vectors`. `scratch`: fkp_fhog_scan_scratch(...) floats. Writes up to `capacity` hits and
 /// returns how many there are (call again with more room when it is larger).
+/// Floats of scratch that fkp_fhog_scan needs.
+long fkp_fhog_scan_scratch(long rows, long cols, long filter_count, long filter_size);
 long fkp_fhog_scan(const float *features, long rows, long cols, const int32_t *terms, const float *columns,
                    const float *row_vectors, long max_terms, long filter_count, long filter_size,
                    const float *thresholds, float *scratch, fkp_fhog_hit *hits, long capacity);
