@@ -10,11 +10,10 @@ import Foundation
 public enum HOGFaceFile {
     public static let modelName = "hog-face-detector"
 
-    /// `face-hog.safetensors` beside the default model, or env FKP_HOG_DETECTOR.
+    /// Env FKP_HOG_DETECTOR, else the bundled `face-hog.safetensors` (`ModelFile.bundledFile`).
     public static var defaultPath: String {
         if let env = ProcessInfo.processInfo.environment["FKP_HOG_DETECTOR"] { return env }
-        let model = URL(fileURLWithPath: ModelFile.defaultPath)
-        return model.deletingLastPathComponent().appendingPathComponent("face-hog.safetensors").path
+        return ModelFile.bundledFile("face-hog.safetensors")
     }
 
     /// Where the bundled detector's box sits relative to the frontal cascade's box of the same face (see

@@ -62,12 +62,11 @@ public final class FaceVerifier: @unchecked Sendable {
         return FaceVerifier(net: net, threshold: t, path: path)
     }
 
-    /// The verifier a command runs when given none: env FKP_VERIFIER, else samples/verifier.safetensors
-    /// beside the default model (the checkout the binary was built in, else the working directory's).
+    /// The verifier a command runs when given none: env FKP_VERIFIER, else the bundled
+    /// verifier.safetensors (`ModelFile.bundledFile`: beside FKP_MODEL when it is there, else samples/).
     public static var defaultPath: String {
         if let env = ProcessInfo.processInfo.environment["FKP_VERIFIER"] { return env }
-        let model = URL(fileURLWithPath: ModelFile.defaultPath)
-        return model.deletingLastPathComponent().appendingPathComponent("verifier.safetensors").path
+        return ModelFile.bundledFile("verifier.safetensors")
     }
 
     /// Zero mean and about unit spread over the crop (divided by sd + 0.05, so that a flat patch is not

@@ -78,14 +78,31 @@ extension ModelFile {
     /// checkout the binary was built in, else the working directory's.
     public static var defaultPath: String {
         if let env = ProcessInfo.processInfo.environment["FKP_MODEL"] { return env }
+        return samplesFile("model.safetensors")
+    }
+
+    /// A file that ships beside the bundled model (the face verifier, the HOG detector's filters): beside
+    /// FKP_MODEL when it is there, else in samples/ of the checkout the binary was built in, else the
+    /// working directory's.
+    public static func bundledFile(_ name: String) -> String {
+        if let env = ProcessInfo.processInfo.environment["FKP_MODEL"] {
+            let beside = URL(fileURLWithPath: env).deletingLastPathComponent().appendingPathComponent(name).path
+            if FileManager.default.fileExists(atPath: beside) { return beside }
+        }
+        return samplesFile(name)
+    }
+
+    /// samples/<name> of the checkout the binary was built in (up to 5 folders above it), else the
+    /// working directory's.
+    static func samplesFile(_ name: String) -> String {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         var dir = exe.deletingLastPathComponent()
         for _ in 0..<5 {
-            let candidate = dir.appendingPathComponent("samples/model.safetensors").path
+            let candidate = dir.appendingPathComponent("samples/\(name)").path
             if FileManager.default.fileExists(atPath: candidate) { return candidate }
             dir = dir.deletingLastPathComponent()
         }
-        return "samples/model.safetensors"
+        return "samples/\(name)"
     }
 
     /// `path`, or the default model; a load error names the default and how to give another.

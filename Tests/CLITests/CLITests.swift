@@ -101,6 +101,15 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(rows.map { $0[1] }, ["1", "1"], "one face on each photo")
         let help = try fkpBatch(["annotate", "--help"])
         XCTAssertTrue(help.stdout.contains("--detector") && help.stdout.contains("hog+cascade"), "annotate --help lacks --detector")
+        // A model elsewhere (FKP_MODEL) without the verifier and the HOG filters beside it: the bundled ones.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-model-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let model = dir.appendingPathComponent("model.safetensors").path
+        try FileManager.default.createSymbolicLink(atPath: model, withDestinationPath: repoPath("samples/model.safetensors"))
+        let elsewhere = try fkpBatch(["annotate", "samples/photos"], environment: ["FKP_MODEL": model])
+        XCTAssertEqual(elsewhere.status, 0, elsewhere.stderr)
+        XCTAssertEqual(elsewhere.stdout, hog.stdout)
     }
 
     /// Every command that runs a model falls back to the bundled one, as annotate does.
