@@ -198,15 +198,33 @@ __attribute__((target("avx2,fma"))) static int fhog_avx2(const uint8_t *img, lon
 }
 #endif
 
+// -1: follow the detector's kernel set (fkp_detect_kernels_get: the engine's choice, FKP_KERNELS); else
+// forced by fkp_fhog_use.
+static int forced = -1;
+
+int fkp_fhog_use(const char *name) {
+    if (!name) { forced = -1; return 1; }
+#if defined(__x86_64__)
+    if (strcmp(name, "avx2") == 0) {
+        if (!fkp_detect_kernels_named("avx2")) return 0;
+        forced = 1;
+        return 1;
+    }
+#endif
+    if (strcmp(name, "sse2") == 0 || strcmp(name, "base") == 0) { forced = 0; return 1; }
+    return 0;
+}
+
 static int use_avx2(void) {
 #if defined(__x86_64__)
-    static int avx2 = -1;
-    if (avx2 < 0) avx2 = fkp_kernels_named("avx2+fma") != NULL;
-    return avx2;
+    if (forced >= 0) return forced;
+    return strcmp(fkp_detect_kernels_get()->name, "avx2") == 0;
 #else
     return 0;
 #endif
 }
+
+const char *fkp_fhog_set(void) { return use_avx2() ? "avx2" : "base"; }
 
 int fkp_fhog(const uint8_t *img, long width, long height, float *features, long stride_rows, long stride_cols,
              long pad) {

@@ -76,6 +76,26 @@ final class HOGDetectorTests: XCTestCase {
         XCTAssertGreaterThan(matched, 80)
     }
 
+    /// The baseline copy of the HOG loops (no FMA) and the AVX2 + FMA copy find the same faces, scores
+    /// within rounding.
+    func testBothCopiesOfTheLoopsAgree() throws {
+        guard fkp_fhog_use("avx2") == 1 else { print("skipped: no AVX2 + FMA here"); return }
+        defer { _ = fkp_fhog_use(nil) }
+        XCTAssertEqual(String(cString: fkp_fhog_set()), "avx2")
+        let d = try detector(threshold: -0.5)
+        let fast = try detect(repoPath("samples/photos/skimage_astronaut.png"), d)
+        XCTAssertEqual(fkp_fhog_use("sse2"), 1)
+        XCTAssertEqual(String(cString: fkp_fhog_set()), "base")
+        let base = try detect(repoPath("samples/photos/skimage_astronaut.png"), d)
+        XCTAssertGreaterThanOrEqual(fast.count, 2)
+        XCTAssertEqual(fast.count, base.count)
+        for (a, b) in zip(fast, base) {
+            XCTAssertEqual(a.x, b.x); XCTAssertEqual(a.y, b.y); XCTAssertEqual(a.width, b.width)
+            XCTAssertEqual(a.filter, b.filter)
+            XCTAssertEqual(a.score, b.score, accuracy: 1e-3)
+        }
+    }
+
     func testCellsOfSimpleImages() {
         // Too small for one cell between the border cells: nothing.
         var tiny = [UInt8](repeating: 0, count: 16 * 16)

@@ -99,6 +99,11 @@ typedef struct {
 /// column and row vectors (filter_size values each) at ((k * planes + p) * max_terms + j) * filter_size
 /// in `columns` and `row_vectors`. `scratch`: fkp_fhog_scan_scratch(...) floats. Writes up to `capacity` hits and
 /// returns how many there are (call again with more room when it is larger).
+/// The HOG loops run the AVX2 + FMA copy when the detector's kernel set is "avx2", else the baseline
+/// copy; fkp_fhog_use("avx2" or "sse2") forces one (0 if this CPU cannot), NULL follows the set again.
+int fkp_fhog_use(const char *name);
+/// "avx2" or "base": the copy in use.
+const char *fkp_fhog_set(void);
 /// Floats of scratch that fkp_fhog_scan needs.
 long fkp_fhog_scan_scratch(long rows, long cols, long filter_count, long filter_size);
 long fkp_fhog_scan(const float *features, long rows, long cols, const int32_t *terms, const float *columns,
