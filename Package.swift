@@ -85,7 +85,7 @@ let package = Package(
                                    "FKPTestSupport", "FKPAlign", "FKPImage", "FKPExport"],
                     swiftSettings: fast),
         .testTarget(name: "FKPAnnotateTests",
-                    dependencies: ["FKPAnnotate", "FKPInference", "FKPEngine", "FKPExport",
+                    dependencies: ["FKPAnnotate", "FKPInference", "FKPEngine", "FKPExport", "FKPNets", "CDetect",
                                    "FKPTensor", "FKPTestSupport", "FKPDetect", "FKPImage", "FKPIngest"],
                     swiftSettings: fast),
         // Depends on the executable so that it is built before the tests run it.

@@ -2,8 +2,10 @@
 """Counts faces found, missed and false on ../shared/data/photos from annotate's records.
 
 bench/photo_faces.csv lists the 90 faces of those photos that a person sees in the frontal to
-half-profile range and that some detector setting boxed (83 found by the default detector on
-30 Nov 2026, 7 missed; every loose candidate's crop was looked at). Not listed, as no setting boxed
+half-profile range and that some detector setting boxed (83 found by the cascades, then the default
+detector, on 30 Nov 2026, 7 missed; every loose candidate's crop was looked at; the notes' "the default"
+means those cascades, `annotate --detector cascade` since the HOG detector became the default). All 90
+were found by the HOG detector (the default since 30 Nov 2026), the annotated photos looked at. Not listed, as no setting boxed
 her: the woman cut by the right edge of face_recognition_obama_and_biden. A record's box is that face
 when their intersection over union is at least 0.3 (the detector's own merge rule); any other box is
 false.
@@ -46,7 +48,7 @@ def main():
     total = sum(len(v) for v in faces.values())
     print(f"faces found {len(found)} of {total}, missed {len(missed)}, false boxes {len(false)}")
     newly = [f for f in found if f[2].startswith("missed")]
-    print("found of those the default missed (30 Nov): " + (", ".join(f"{f[2].split(': ')[1]} ({f[0]})" for f in newly) or "none"))
+    print("found of those the cascades missed (30 Nov): " + (", ".join(f"{f[2].split(': ')[1]} ({f[0]})" for f in newly) or "none"))
     print("missed: " + (", ".join(f"{m[1][1].split(': ')[-1]} ({m[0]} {m[1][0]})" for m in missed) or "none"))
     if "--list" in sys.argv:
         for p, box, score, pose in false:

@@ -9,14 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fkp_resize_bilinear(const uint8_t *src, long sw, long sh, uint8_t *dst, long dw, long dh) {
+int fkp_resize_bilinear(const uint8_t *src, long sw, long sh, uint8_t *dst, long dw, long dh) {
     // Corner-aligned (source (sw-1)/(dw-1) per output pixel), rounded half up: dlib's resize_image.
     const double xs = (double)(sw - 1) / (double)(dw > 1 ? dw - 1 : 1);
     const double ys = (double)(sh - 1) / (double)(dh > 1 ? dh - 1 : 1);
     long *lefts = malloc(sizeof(long) * (size_t)dw);
     float *fxs = malloc(sizeof(float) * (size_t)dw), *top = malloc(sizeof(float) * (size_t)sw);
     float *bottom = malloc(sizeof(float) * (size_t)sw);
-    if (!lefts || !fxs || !top || !bottom) { free(lefts); free(fxs); free(top); free(bottom); memset(dst, 0, (size_t)(dw * dh)); return; }
+    if (!lefts || !fxs || !top || !bottom) { free(lefts); free(fxs); free(top); free(bottom); return 0; }
     for (long c = 0; c < dw; c++) {
         const double x = c * xs;
         lefts[c] = (long)floor(x);
@@ -41,6 +41,7 @@ void fkp_resize_bilinear(const uint8_t *src, long sw, long sh, uint8_t *dst, lon
         }
     }
     free(lefts); free(fxs); free(top); free(bottom);
+    return 1;
 }
 
 void fkp_fhog_size(long width, long height, long *rows, long *cols) {
@@ -200,7 +201,7 @@ __attribute__((target("avx2,fma"))) static int fhog_avx2(const uint8_t *img, lon
 
 // -1: follow the detector's kernel set (fkp_detect_kernels_get: the engine's choice, FKP_KERNELS); else
 // forced by fkp_fhog_use.
-static int forced = -1;
+static _Atomic int forced = -1;
 
 int fkp_fhog_use(const char *name) {
     if (!name) { forced = -1; return 1; }

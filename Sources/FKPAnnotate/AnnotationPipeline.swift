@@ -17,8 +17,12 @@ public struct AnnotationSettings: Sendable {
     public var cascadePath: String? = HaarCascade.defaultPath
     /// The profile cascade, run as trained and mirrored beside the frontal one; nil: frontal faces only.
     public var profileCascadePath: String? = HaarCascade.profilePath
-    /// Which detectors find the faces (`init(detector:)` sets the checks that go with each).
+    /// Which detectors find the faces. Switch with `init(detector:)`, which sets the checks that go with
+    /// each (the face verifier for the HOG detector's weak faces).
     public var faceDetector = AnnotationSettings.defaultDetector
+    /// The model the command runs (nil: the default): the bundled verifier and HOG filters are looked for
+    /// beside it first (`ModelFile.bundledFile`).
+    public var modelPath: String?
     /// The HOG detector's filters (`HOGFaceFile`); nil: the bundled `face-hog.safetensors`.
     public var hogPath: String? = nil
     /// Added to its filters' thresholds (dlib's own is 0). At -0.5, with the learned face verifier on
@@ -36,7 +40,8 @@ public struct AnnotationSettings: Sendable {
     public var verifierPath: String? = HaarCascade.verifierPath
     public var verifyBelow: Int? = 20
     public var verifyNeighbors = 1
-    /// The learned face verifier (`FaceVerifier`, nil: none, the default: README, "annotate", says why):
+    /// The learned face verifier (`FaceVerifier`, a file, `AnnotationSettings.bundled` or nil: none, the
+    /// default with the cascades; README, "annotate", says why):
     /// faces scoring below `faceVerifyBelow` must pass it, at its file's threshold unless
     /// `faceVerifierThreshold` says otherwise; faces found only by the rotation sweep at
     /// `rotationVerifierThreshold`.
@@ -45,6 +50,8 @@ public struct AnnotationSettings: Sendable {
     public var faceVerifyBelow = 20
     /// The detectors annotate runs unless told otherwise.
     public static let defaultDetector = FaceDetectorKind.hog
+    /// `faceVerifierPath` naming the bundled verifier, found beside `modelPath` when it is there.
+    public static let bundled = "bundled"
 
     public var rotationVerifierThreshold: Float = 0.8
     /// The rotation sweep for tilted heads (`FaceDetector.rotations`): angles in degrees, empty for none.
@@ -66,7 +73,7 @@ public struct AnnotationSettings: Sendable {
     public init(detector: FaceDetectorKind = AnnotationSettings.defaultDetector) {
         faceDetector = detector
         if detector == .hog {
-            faceVerifierPath = FaceVerifier.defaultPath
+            faceVerifierPath = AnnotationSettings.bundled
             faceVerifyBelow = 5
         }
     }
@@ -89,7 +96,7 @@ extension AnnotationSettings {
     }
 
     func hogDetector() throws -> HOGDetector {
-        var hog = HOGDetector(bank: try HOGFaceFile.load(path: hogPath ?? HOGFaceFile.defaultPath))
+        var hog = HOGDetector(bank: try HOGFaceFile.load(path: hogPath ?? HOGFaceFile.defaultPath(beside: modelPath)))
         hog.threshold = hogThreshold
         hog.upsample = hogUpsample
         return hog
@@ -100,7 +107,7 @@ extension AnnotationSettings {
         guard let cascadePath else { return nil }
         var d: FaceDetector
         if faceDetector == .hog {
-            guard rotations.isEmpty else {
+            guard rotations.allSatisfy({ $0 == 0 }) else {
                 throw DetectorSettingsError(description: "the rotation sweep runs the frontal cascade: use it with --detector cascade or hog+cascade")
             }
             d = FaceDetector(hog: try hogDetector(), shift: HOGFaceFile.frontalShift)
@@ -120,7 +127,8 @@ extension AnnotationSettings {
             d.hog = try hogDetector()
             d.hogShift = HOGFaceFile.frontalShift
         }
-        if let faceVerifierPath {
+        if let given = faceVerifierPath {
+            let faceVerifierPath = given == AnnotationSettings.bundled ? FaceVerifier.defaultPath(beside: modelPath) : given
             // A small net: on one CPU thread beside the detector's own work, whatever runs the keypoint net.
             let verifier = try FaceVerifier.load(path: faceVerifierPath, backend: CPUBackend(threads: 1))
             d.boxCheck = { image, boxes in
@@ -185,6 +193,8 @@ public final class AnnotationPipeline {
 
     /// Loads the model (the bundled one when `modelPath` is nil) and the cascade; set-up errors throw.
     public init(modelPath: String?, device: DeviceChoice, threads: Int?, settings: AnnotationSettings) throws {
+        var settings = settings
+        if settings.modelPath == nil { settings.modelPath = modelPath }
         self.settings = settings
         model = try ModelFile.loadModel(path: modelPath, backend: try device.makeBackend(threads: threads))
         if let photoModel = model as? AlignedModel, !settings.averaging { photoModel.averageNone() }

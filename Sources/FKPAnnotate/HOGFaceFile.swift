@@ -11,9 +11,12 @@ public enum HOGFaceFile {
     public static let modelName = "hog-face-detector"
 
     /// Env FKP_HOG_DETECTOR, else the bundled `face-hog.safetensors` (`ModelFile.bundledFile`).
-    public static var defaultPath: String {
+    public static var defaultPath: String { defaultPath(beside: nil) }
+
+    /// The same, looked for beside `model` first.
+    public static func defaultPath(beside model: String?) -> String {
         if let env = ProcessInfo.processInfo.environment["FKP_HOG_DETECTOR"] { return env }
-        return ModelFile.bundledFile("face-hog.safetensors")
+        return ModelFile.bundledFile("face-hog.safetensors", beside: model)
     }
 
     /// Where the bundled detector's box sits relative to the frontal cascade's box of the same face (see

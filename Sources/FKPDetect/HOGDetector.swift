@@ -51,6 +51,9 @@ public struct HOGDetector: Sendable {
     public var bank: HOGFilterBank
     /// Double the photo first: windows of 80 pixels then find faces from about 40 pixels wide.
     public var upsample = true
+    /// Photos with more pixels than this are searched at their size (faces from about 80 px): doubled,
+    /// a 24 MP photo would take about 0.3 GB per pyramid level and four times the time.
+    public var maxUpsamplePixels = 4_000_000
     /// Added to every filter's bias: below 0 finds more (and more false) faces.
     public var threshold: Double = 0
     /// The pyramid stops before a level narrower or lower than this.
@@ -62,10 +65,11 @@ public struct HOGDetector: Sendable {
         guard width > 1, height > 1 else { return [] }
         // Level 0, doubled as dlib's pyramid_up does (2w + 2 by 2h + 1, corners aligned).
         var levels: [(w: Int, h: Int, pixels: [UInt8])] = []
-        if upsample {
+        let doubled = upsample && width * height <= maxUpsamplePixels
+        if doubled {
             let w = 2 * width + 2, h = 2 * height + 1
             var up = [UInt8](repeating: 0, count: w * h)
-            fkp_resize_bilinear(pixels, width, height, &up, w, h)
+            resize(pixels, width, height, &up, w, h)
             levels.append((w, h, up))
         } else {
             levels.append((width, height, pixels))
@@ -82,10 +86,9 @@ public struct HOGDetector: Sendable {
             let last = levels[levels.count - 1]
             let w = 5 * last.w / 6, h = 5 * last.h / 6
             var out = [UInt8](repeating: 0, count: w * h)
-            fkp_resize_bilinear(last.pixels, last.w, last.h, &out, w, h)
+            resize(last.pixels, last.w, last.h, &out, w, h)
             levels.append((w, h, out))
         }
-        // Levels on `threads` threads (one, when photos are already spread over threads).
         var perLevel = [[(box: (Double, Double, Double, Double), score: Double, filter: Int)]](repeating: [], count: levels.count)
         let thresholds = (0..<bank.count).map { bank.biases[$0] + Float(threshold) }
         let lock = DispatchQueue(label: "hog.levels")
@@ -100,7 +103,16 @@ public struct HOGDetector: Sendable {
             }
             lock.sync { perLevel[l] = found }
         }
-        if threads > 1 { DispatchQueue.concurrentPerform(iterations: levels.count, execute: levelWork) } else { (0..<levels.count).forEach(levelWork) }
+        // `threads` workers take the levels largest first (each holds one level's cells at a time).
+        let workers = max(1, min(threads, levels.count))
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let l = lock.sync(execute: { () -> Int? in
+                guard next < levels.count else { return nil }
+                next += 1
+                return next - 1
+            }) { levelWork(l) }
+        }
         let all = perLevel.flatMap { $0 }.sorted { $0.score > $1.score }
         var kept: [(box: (Double, Double, Double, Double), score: Double, filter: Int, windows: Int)] = []
         for c in all {
@@ -108,13 +120,17 @@ public struct HOGDetector: Sendable {
             kept.append((c.box, c.score, c.filter, 1))
         }
         // Inclusive pixel rectangles of level 0 -> photo pixels (x0, y0, width, height).
-        let sx = upsample ? Double(width - 1) / Double(levels[0].w - 1) : 1
-        let sy = upsample ? Double(height - 1) / Double(levels[0].h - 1) : 1
+        let sx = doubled ? Double(width - 1) / Double(levels[0].w - 1) : 1
+        let sy = doubled ? Double(height - 1) / Double(levels[0].h - 1) : 1
         return kept.map { k in
             let (x0, y0, x1, y1) = k.box
             return HOGDetection(x: x0 * sx, y: y0 * sy, width: (x1 + 1 - x0) * sx, height: (y1 + 1 - y0) * sy,
                                 score: k.score, filter: k.filter, windows: k.windows)
         }
+    }
+
+    func resize(_ src: [UInt8], _ sw: Int, _ sh: Int, _ dst: inout [UInt8], _ dw: Int, _ dh: Int) {
+        precondition(fkp_resize_bilinear(src, sw, sh, &dst, dw, dh) == 1, "HOG detector: out of memory resizing to \(dw) x \(dh)")
     }
 
     /// HOG cells of one level and every filter's hits on them.
@@ -125,7 +141,10 @@ public struct HOGDetector: Sendable {
         // Zero cells around the image: (size - 1) / 2 before, size / 2 after, as dlib pads for its filter.
         let pad = (bank.size - 1) / 2, sr = rows + bank.size - 1, sc = cols + bank.size - 1
         var features = [Float](repeating: 0, count: sr * sc * Int(FKP_FHOG_PLANES))
-        guard fkp_fhog(pixels, w, h, &features, sr, sc, pad) == 1 else { return [] }
+        let made = fkp_fhog(pixels, w, h, &features, sr, sc, pad)
+        // Out of memory in C is as fatal as in Swift, and says so instead of finding no face.
+        precondition(made >= 0, "HOG detector: out of memory for the cells of a \(w) x \(h) image")
+        guard made == 1 else { return [] }
         var scratch = [Float](repeating: 0, count: fkp_fhog_scan_scratch(sr, sc, bank.count, bank.size))
         var capacity = 1024
         while true {

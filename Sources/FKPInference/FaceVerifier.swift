@@ -64,9 +64,12 @@ public final class FaceVerifier: @unchecked Sendable {
 
     /// The verifier a command runs when given none: env FKP_VERIFIER, else the bundled
     /// verifier.safetensors (`ModelFile.bundledFile`: beside FKP_MODEL when it is there, else samples/).
-    public static var defaultPath: String {
+    public static var defaultPath: String { defaultPath(beside: nil) }
+
+    /// The same, looked for beside `model` first.
+    public static func defaultPath(beside model: String?) -> String {
         if let env = ProcessInfo.processInfo.environment["FKP_VERIFIER"] { return env }
-        return ModelFile.bundledFile("verifier.safetensors")
+        return ModelFile.bundledFile("verifier.safetensors", beside: model)
     }
 
     /// Zero mean and about unit spread over the crop (divided by sd + 0.05, so that a flat patch is not

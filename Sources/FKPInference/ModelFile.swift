@@ -82,11 +82,11 @@ extension ModelFile {
     }
 
     /// A file that ships beside the bundled model (the face verifier, the HOG detector's filters): beside
-    /// FKP_MODEL when it is there, else in samples/ of the checkout the binary was built in, else the
-    /// working directory's.
-    public static func bundledFile(_ name: String) -> String {
-        if let env = ProcessInfo.processInfo.environment["FKP_MODEL"] {
-            let beside = URL(fileURLWithPath: env).deletingLastPathComponent().appendingPathComponent(name).path
+    /// `model` (the model given to the command) or FKP_MODEL when it is there, else in samples/ of the
+    /// checkout the binary was built in, else the working directory's.
+    public static func bundledFile(_ name: String, beside model: String? = nil) -> String {
+        for m in [model, ProcessInfo.processInfo.environment["FKP_MODEL"]].compactMap({ $0 }) {
+            let beside = URL(fileURLWithPath: m).deletingLastPathComponent().appendingPathComponent(name).path
             if FileManager.default.fileExists(atPath: beside) { return beside }
         }
         return samplesFile(name)

@@ -80,7 +80,7 @@ struct Evaluate: ParsableCommand {
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
         let r = try FramesEvaluation.run(set, model: loaded, framing: .firstCrop(for: loaded),
-                                         detector: try detector.detector(), passes: photoModel.passes, sheetFaces: sheet == nil ? 0 : 48)
+                                         detector: try detector.detector(model: model.model), passes: photoModel.passes, sheetFaces: sheet == nil ? 0 : 48)
         if let sheet {
             try PNGCodec.writeRGB(ContactSheet.draw(r.tiles.map {
                 ContactSheet.Tile(side: $0.side, pixels: $0.pixels, predicted: $0.predicted, reference: $0.reference, caption: String(format: "%.3f", $0.nme))
@@ -110,7 +110,7 @@ struct Evaluate: ParsableCommand {
     func runDetection(_ dir: String) throws {
         let all = try LandmarkFiles.read(dir)
         let set = allPeople ? all : all.subset(all.heldOutRows)
-        let r = try FramesEvaluation.measureDetection(set, detector: try detector.detector())
+        let r = try FramesEvaluation.measureDetection(set, detector: try detector.detector(model: model.model))
         let thresholds = [0, 5, 10, 20, 40, 80].filter { $0 >= detector.minScore }
         let sweep = thresholds.map { t in (t, r.trueScores.filter { $0 >= t }.count, r.falseBoxes.filter { $0.detection.score >= t }.count) }
         let photos = Double(max(r.photos, 1))
@@ -139,7 +139,7 @@ struct Evaluate: ParsableCommand {
             print("false: \(f.photo) box \(b.x),\(b.y),\(b.width),\(b.height) score \(f.detection.score) \(f.detection.pose.rawValue)")
         }
         for m in r.missed { print("missed: \(m)") }
-        let d = try detector.detector()
+        let d = try detector.detector(model: model.model)
         if d.members.count > 1, let m = try FramesEvaluation.measureShift(set, frontal: d.members[0], member: d.members[1]) {
             print(String(format: "profile box -> frontal box of the same face: dx %.4f, dy %.4f, size %.4f box widths (median of %d faces)",
                          m.shift.dx, m.shift.dy, m.shift.size, m.faces))

@@ -90,7 +90,7 @@ struct PhotoModelOptions: ParsableArguments {
 
 /// The face detector's options, shared by annotate and evaluate --frames.
 struct DetectorOptions: ParsableArguments {
-    @Option(name: .customLong("detector"), help: ArgumentHelp("Which detectors find the faces: 'hog' (a HOG detector with dlib's frontal face filters, its weak faces checked by the bundled face verifier), 'cascade' (OpenCV's frontal and profile Haar cascades, as before 30 Nov 2026) or 'hog+cascade' (all of them). README, \"The HOG detector\", compares them.", valueName: "kind"))
+    @Option(name: .customLong("detector"), help: ArgumentHelp("Which detectors find the faces: 'hog' (a HOG detector with dlib's frontal face filters, its weak faces checked by the bundled face verifier), 'cascade' (OpenCV's frontal and profile Haar cascades, as before 30 Nov 2026) or 'hog+cascade' (all of them). The cascade options below (--cascade to --rotation-scale-factor) apply to 'cascade' and 'hog+cascade'. README, \"The HOG detector\", compares them.", valueName: "kind"))
     var faceDetector: String = AnnotationSettings().faceDetector.rawValue
     @Option(name: .customLong("hog-detector"), help: ArgumentHelp("The HOG detector's filters (default: samples/face-hog.safetensors beside the model, or env FKP_HOG_DETECTOR).", valueName: "file"))
     var hogDetector: String?
@@ -139,8 +139,10 @@ struct DetectorOptions: ParsableArguments {
         guard let kind = FaceDetectorKind(rawValue: faceDetector) else {
             throw ValidationError("--detector: '\(faceDetector)' is not one of \(FaceDetectorKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard hogThreshold.isFinite else { throw ValidationError("--hog-threshold must be a number") }
-        if kind == .hog, !(try rotationAngles()).isEmpty {
+        guard hogThreshold.isFinite, abs(hogThreshold) <= 3 else {
+            throw ValidationError("--hog-threshold must be a number from -3 to 3 (responses above the filters' thresholds are a few units at most)")
+        }
+        if kind == .hog, try rotationAngles().contains(where: { $0 != 0 }) {
             throw ValidationError("--rotations turns the photo for the frontal cascade: use it with --detector cascade or hog+cascade")
         }
         _ = try rotationAngles()
@@ -176,7 +178,7 @@ struct DetectorOptions: ParsableArguments {
         switch faceVerifier {
         case nil: s.faceVerifierPath = below == 0 ? nil : preset.faceVerifierPath
         case "none"?: s.faceVerifierPath = nil
-        case "bundled"?: s.faceVerifierPath = below == 0 ? nil : FaceVerifier.defaultPath
+        case AnnotationSettings.bundled?: s.faceVerifierPath = below == 0 ? nil : AnnotationSettings.bundled
         case let path?: s.faceVerifierPath = below == 0 ? nil : path
         }
         s.faceVerifyBelow = below
@@ -203,8 +205,10 @@ struct DetectorOptions: ParsableArguments {
         }
     }
 
-    func detector() throws -> FaceDetector {
+    /// The detector, its bundled files looked for beside `model` (the command's --model) first.
+    func detector(model: String?) throws -> FaceDetector {
         var s = AnnotationSettings(detector: FaceDetectorKind(rawValue: faceDetector) ?? AnnotationSettings.defaultDetector)
+        s.modelPath = model
         apply(to: &s)
         do { return try s.detector()! } catch { throw FKPError.setup("\(error)") }
     }

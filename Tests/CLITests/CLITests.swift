@@ -89,10 +89,11 @@ final class CLITests: XCTestCase {
     /// usage error, and with the HOG detector both bundled photos get one face.
     func testDetectorChoice() throws {
         for args in [["annotate", "samples/photos", "--detector", "dlib"],
-                     ["annotate", "samples/photos", "--detector", "hog", "--rotations", "10"]] {
+                     ["annotate", "samples/photos", "--detector", "hog", "--rotations", "10"],
+                     ["annotate", "samples/photos", "--hog-threshold=-5"]] {
             let r = try fkpBatch(args)
             XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
-            XCTAssertTrue(r.stderr.contains("--detector") || r.stderr.contains("--rotations"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("--detector") || r.stderr.contains("--rotations") || r.stderr.contains("--hog-threshold"), r.stderr)
         }
         let hog = try fkpBatch(["annotate", "samples/photos", "--detector", "hog"])
         XCTAssertEqual(hog.status, 0, hog.stderr)

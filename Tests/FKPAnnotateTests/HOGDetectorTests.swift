@@ -96,6 +96,23 @@ final class HOGDetectorTests: XCTestCase {
         }
     }
 
+    /// A photo over `maxUpsamplePixels` is searched at its size: the same faces as with doubling off, and
+    /// with doubling the window's 80 px no longer bound the smallest face.
+    func testLargePhotosAreNotDoubled() throws {
+        let g = try PNGCodec.readGray(path: repoPath("samples/photos/skimage_astronaut.png"))
+        var d = try detector(threshold: -0.5)
+        let doubled = d.detect(gray8: g.bytes8, width: g.width, height: g.height)
+        d.maxUpsamplePixels = g.width * g.height - 1
+        let capped = d.detect(gray8: g.bytes8, width: g.width, height: g.height)
+        d.maxUpsamplePixels = .max
+        d.upsample = false
+        let single = d.detect(gray8: g.bytes8, width: g.width, height: g.height)
+        XCTAssertEqual(capped, single)
+        XCTAssertNotEqual(doubled, single)
+        XCTAssertTrue(single.allSatisfy { $0.width >= 79 }, "\(single)")
+        XCTAssertTrue(doubled.contains { $0.width < 79 }, "\(doubled)")
+    }
+
     func testCellsOfSimpleImages() {
         // Too small for one cell between the border cells: nothing.
         var tiny = [UInt8](repeating: 0, count: 16 * 16)
@@ -130,11 +147,11 @@ final class HOGDetectorTests: XCTestCase {
     func testResizeKeepsAnImageOfTheSameSizeAndBlendsBetweenPixels() {
         let src: [UInt8] = [0, 100, 200, 50, 60, 70]
         var same = [UInt8](repeating: 0, count: 6)
-        fkp_resize_bilinear(src, 3, 2, &same, 3, 2)
+        XCTAssertEqual(fkp_resize_bilinear(src, 3, 2, &same, 3, 2), 1)
         XCTAssertEqual(same, src)
         // 3 wide -> 5 wide, corners aligned: the new pixels lie halfway, rounded half up.
         var wide = [UInt8](repeating: 0, count: 10)
-        fkp_resize_bilinear(src, 3, 2, &wide, 5, 2)
+        XCTAssertEqual(fkp_resize_bilinear(src, 3, 2, &wide, 5, 2), 1)
         XCTAssertEqual(wide, [0, 50, 100, 150, 200, 50, 55, 60, 65, 70])
     }
 

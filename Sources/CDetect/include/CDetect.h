@@ -80,8 +80,9 @@ const char *const *fkp_detect_kernels_all_names(void);
 #define FKP_FHOG_CELL 8
 #define FKP_FHOG_PLANES 31
 
-/// Bilinear resize with the corners aligned, rounded half up (dlib's resize_image for bytes).
-void fkp_resize_bilinear(const uint8_t *src, long sw, long sh, uint8_t *dst, long dw, long dh);
+/// Bilinear resize with the corners aligned, rounded half up (dlib's resize_image for bytes). 1, or 0
+/// out of memory.
+int fkp_resize_bilinear(const uint8_t *src, long sw, long sh, uint8_t *dst, long dw, long dh);
 /// The HOG cells of a width x height grey image: rows x cols (0 when it is too small).
 void fkp_fhog_size(long width, long height, long *rows, long *cols);
 /// Writes the cells as FKP_FHOG_PLANES planes of stride_rows x stride_cols (zeroed first), the image's
