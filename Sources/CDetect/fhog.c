@@ -239,6 +239,44 @@ int fkp_fhog(const uint8_t *img, long width, long height, float *features, long 
 // rank-reduced form of its filters): per term, every row of the plane is filtered by the row vector, then
 // every column of that by the column vector, added into the filter's response. Loops run along rows, so
 // they vectorise; compiled twice: for any x86-64, and for AVX2 with FMA.
+// One row of out_c outputs of a 1-D filter of fs taps: dst[c] = (add ? dst[c] : 0) + sum over k of
+// w[i] * src[c + i * step] (step 1: along a row; step out_c: down the columns of the row-filtered strip).
+// Eight outputs a vector, four vectors at a time (independent sums: no waiting on one), then the rest.
+// A macro, not a function, so that each copy of the scan compiles it with its own target and fp-contract.
+#define FKP_SCAN_TAPS(dst_, src_, step_, w_, add_)                                                           \
+    {                                                                                                      \
+        float *restrict dst = (dst_);                                                                      \
+        const float *restrict src = (src_), *restrict w = (w_);                                            \
+        const long step = (step_);                                                                         \
+        long c = 0;                                                                                        \
+        for (; c + 32 <= out_c; c += 32) {                                                                 \
+            fv8 a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, v0, v1, v2, v3;                  \
+            if (add_) {                                                                                    \
+                memcpy(&a0, dst + c, sizeof a0); memcpy(&a1, dst + c + 8, sizeof a1);                      \
+                memcpy(&a2, dst + c + 16, sizeof a2); memcpy(&a3, dst + c + 24, sizeof a3);                \
+            }                                                                                              \
+            for (long i = 0; i < fs; i++) {                                                                \
+                const float *restrict x = src + c + i * step;                                              \
+                memcpy(&v0, x, sizeof v0); memcpy(&v1, x + 8, sizeof v1);                                  \
+                memcpy(&v2, x + 16, sizeof v2); memcpy(&v3, x + 24, sizeof v3);                            \
+                a0 += w[i] * v0; a1 += w[i] * v1; a2 += w[i] * v2; a3 += w[i] * v3;                       \
+            }                                                                                              \
+            memcpy(dst + c, &a0, sizeof a0); memcpy(dst + c + 8, &a1, sizeof a1);                          \
+            memcpy(dst + c + 16, &a2, sizeof a2); memcpy(dst + c + 24, &a3, sizeof a3);                    \
+        }                                                                                                  \
+        for (; c + 8 <= out_c; c += 8) {                                                                   \
+            fv8 acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;                                                         \
+            if (add_) memcpy(&acc, dst + c, sizeof acc);                                                   \
+            for (long i = 0; i < fs; i++) { memcpy(&v, src + c + i * step, sizeof v); acc += w[i] * v; }  \
+            memcpy(dst + c, &acc, sizeof acc);                                                             \
+        }                                                                                                  \
+        for (; c < out_c; c++) {                                                                           \
+            float acc = (add_) ? dst[c] : 0;                                                               \
+            for (long i = 0; i < fs; i++) acc += w[i] * src[c + i * step];                                 \
+            dst[c] = acc;                                                                                  \
+        }                                                                                                  \
+    }
+
 #define FKP_SCAN_STRIP 64
 #define FKP_SCAN_BODY                                                                                        \
     const long fs = filter_size, out_r = rows - fs + 1, out_c = cols - fs + 1;                             \
@@ -258,60 +296,10 @@ int fkp_fhog(const uint8_t *img, long width, long height, float *features, long 
                 for (long j = 0; j < terms[k * FKP_FHOG_PLANES + p]; j++) {                               \
                     const float *restrict cv = columns + ((k * FKP_FHOG_PLANES + p) * max_terms + j) * fs; \
                     const float *restrict rv = row_vectors + ((k * FKP_FHOG_PLANES + p) * max_terms + j) * fs; \
-                    /* Eight outputs at a time summed in a register over the filter's taps. */             \
-                    for (long r = 0; r < n_in; r++) {                                                      \
-                        float *restrict t = tmp + r * out_c;                                               \
-                        const float *restrict a = plane + r * cols;                                        \
-                        long c = 0;                                                                        \
-                        for (; c + 32 <= out_c; c += 32) { /* four independent sums: no waiting on one */  \
-                            fv8 a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0, v0, v1, v2, v3;  \
-                            for (long n = 0; n < fs; n++) {                                                \
-                                memcpy(&v0, a + c + n, sizeof v0); memcpy(&v1, a + c + 8 + n, sizeof v1);  \
-                                memcpy(&v2, a + c + 16 + n, sizeof v2); memcpy(&v3, a + c + 24 + n, sizeof v3); \
-                                a0 += rv[n] * v0; a1 += rv[n] * v1; a2 += rv[n] * v2; a3 += rv[n] * v3;   \
-                            }                                                                              \
-                            memcpy(t + c, &a0, sizeof a0); memcpy(t + c + 8, &a1, sizeof a1);              \
-                            memcpy(t + c + 16, &a2, sizeof a2); memcpy(t + c + 24, &a3, sizeof a3);        \
-                        }                                                                                  \
-                        for (; c + 8 <= out_c; c += 8) {                                                   \
-                            fv8 acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;                                         \
-                            for (long n = 0; n < fs; n++) { memcpy(&v, a + c + n, sizeof v); acc += rv[n] * v; } \
-                            memcpy(t + c, &acc, sizeof acc);                                               \
-                        }                                                                                  \
-                        for (; c < out_c; c++) {                                                           \
-                            float acc = 0;                                                                 \
-                            for (long n = 0; n < fs; n++) acc += rv[n] * a[c + n];                         \
-                            t[c] = acc;                                                                    \
-                        }                                                                                  \
-                    }                                                                                      \
-                    for (long r = 0; r < n_out; r++) {                                                     \
-                        float *restrict o = ks + r * out_c;                                                \
-                        long c = 0;                                                                        \
-                        for (; c + 32 <= out_c; c += 32) {                                                 \
-                            fv8 a0, a1, a2, a3, v0, v1, v2, v3;                                            \
-                            memcpy(&a0, o + c, sizeof a0); memcpy(&a1, o + c + 8, sizeof a1);              \
-                            memcpy(&a2, o + c + 16, sizeof a2); memcpy(&a3, o + c + 24, sizeof a3);        \
-                            for (long m = 0; m < fs; m++) {                                                \
-                                const float *restrict t = tmp + (r + m) * out_c + c;                       \
-                                memcpy(&v0, t, sizeof v0); memcpy(&v1, t + 8, sizeof v1);                  \
-                                memcpy(&v2, t + 16, sizeof v2); memcpy(&v3, t + 24, sizeof v3);            \
-                                a0 += cv[m] * v0; a1 += cv[m] * v1; a2 += cv[m] * v2; a3 += cv[m] * v3;   \
-                            }                                                                              \
-                            memcpy(o + c, &a0, sizeof a0); memcpy(o + c + 8, &a1, sizeof a1);              \
-                            memcpy(o + c + 16, &a2, sizeof a2); memcpy(o + c + 24, &a3, sizeof a3);        \
-                        }                                                                                  \
-                        for (; c + 8 <= out_c; c += 8) {                                                   \
-                            fv8 acc, v;                                                                    \
-                            memcpy(&acc, o + c, sizeof acc);                                               \
-                            for (long m = 0; m < fs; m++) { memcpy(&v, tmp + (r + m) * out_c + c, sizeof v); acc += cv[m] * v; } \
-                            memcpy(o + c, &acc, sizeof acc);                                               \
-                        }                                                                                  \
-                        for (; c < out_c; c++) {                                                           \
-                            float acc = o[c];                                                              \
-                            for (long m = 0; m < fs; m++) acc += cv[m] * tmp[(r + m) * out_c + c];         \
-                            o[c] = acc;                                                                    \
-                        }                                                                                  \
-                    }                                                                                      \
+                    for (long r = 0; r < n_in; r++) /* along the rows: a row's fs neighbours */           \
+                        FKP_SCAN_TAPS(tmp + r * out_c, plane + r * cols, 1, rv, 0)                         \
+                    for (long r = 0; r < n_out; r++) /* down the columns, added to the response */        \
+                        FKP_SCAN_TAPS(ks + r * out_c, tmp + r * out_c, out_c, cv, 1)                       \
                 }                                                                                          \
             }                                                                                              \
         }                                                                                                  \
