@@ -77,26 +77,19 @@ public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cas
     let compiled = CompiledCascade(cascade, stride: stride)
     defer { compiled.deallocate() }
 
-    // Work list: biggest (estimated) first; workers take the next one when done.
+    // Work list: biggest (estimated) first.
     let order = plans.indices.sorted { plans[$0].cost > plans[$1].cost }
-    let nThreads = max(1, min(threads, plans.count))
-    let lock = NSLock()
-    var next = 0
-    let results = UnsafeMutableBufferPointer<[(scale: Int, x: Int32, y: Int32)]>.allocate(capacity: nThreads)
+    let results = UnsafeMutableBufferPointer<[(scale: Int, x: Int32, y: Int32)]>.allocate(capacity: plans.count)
     results.initialize(repeating: [])
     defer { results.deinitialize(); results.deallocate() }
 
     pixels.withUnsafeBufferPointer { src in
-        let work: (Int) -> Void = { t in
+        distributeTasks(order.count, threads: threads) { next in
+            // Buffers once per worker, reused for every scale it takes.
             let buffers = ScanBuffers(stride: stride, rows: rows, maxWidth: stride - 1)
             defer { buffers.deallocate() }
-            var found: [(scale: Int, x: Int32, y: Int32)] = []
-            while true {
-                lock.lock()
-                let k = next
-                next += 1
-                lock.unlock()
-                guard k < order.count else { break }
+            while let k = next() {
+                var found: [(scale: Int, x: Int32, y: Int32)] = []
                 let si = order[k]
                 let plan = plans[si]
                 buildScaledIntegral(src: src.baseAddress!, srcWidth: width, srcHeight: height,
@@ -106,13 +99,9 @@ public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cas
                      kernels: kernels) { x, y in
                     found.append((si, Int32(x), Int32(y)))
                 }
+                // Each scale its own slot: no two workers write the same memory.
+                results[si] = found
             }
-            results[t] = found
-        }
-        if nThreads == 1 {
-            work(0)
-        } else {
-            DispatchQueue.concurrentPerform(iterations: nThreads, execute: work)
         }
     }
 
@@ -123,6 +112,27 @@ public func detectCandidates(gray8 pixels: [UInt8], width: Int, height: Int, cas
         return FaceBox(x: Int((Float(c.x) * p.scale).rounded(.toNearestOrEven)),
                        y: Int((Float(c.y) * p.scale).rounded(.toNearestOrEven)),
                        width: p.windowWidth, height: p.windowHeight, neighbors: 1)
+    }
+}
+
+/// Runs tasks 0..<count on at most `threads` workers (the calling thread alone when one): `worker` is
+/// called once per worker with a function that hands out the next task, nil when none is left, so that
+/// workers finishing early take more (list the costliest tasks first).
+func distributeTasks(_ count: Int, threads: Int, _ worker: (_ next: () -> Int?) -> Void) {
+    let workers = max(1, min(threads, count))
+    let lock = NSLock()
+    var taken = 0
+    let next: () -> Int? = {
+        lock.lock()
+        defer { lock.unlock() }
+        guard taken < count else { return nil }
+        taken += 1
+        return taken - 1
+    }
+    if workers == 1 {
+        worker(next)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in worker(next) }
     }
 }
 

@@ -104,14 +104,8 @@ public struct HOGDetector: Sendable {
             lock.sync { perLevel[l] = found }
         }
         // `threads` workers take the levels largest first (each holds one level's cells at a time).
-        let workers = max(1, min(threads, levels.count))
-        var next = 0
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while let l = lock.sync(execute: { () -> Int? in
-                guard next < levels.count else { return nil }
-                next += 1
-                return next - 1
-            }) { levelWork(l) }
+        distributeTasks(levels.count, threads: threads) { next in
+            while let l = next() { levelWork(l) }
         }
         let all = perLevel.flatMap { $0 }.sorted { $0.score > $1.score }
         var kept: [(box: (Double, Double, Double, Double), score: Double, filter: Int, windows: Int)] = []
