@@ -384,9 +384,9 @@ public final class AnnotationPipeline {
         }
         let pixels = owners.map { found[$0]!.plane!.pixels }
         let points = withPlanes(pixels, sizes: owners.map { (found[$0]!.plane!.width, found[$0]!.plane!.height) }) {
-            // Faces that come cropped start aligned, as 96x96 faces do in `AlignedModel.predict(_:)`.
+            // Faces that come cropped run as 96x96 faces do in `AlignedModel.predict(_:)`.
             detector == nil
-                ? photoModel.predict(photos: $0, faces: faces, passes: settings.passes ?? photoModel.alignedFacePasses, startAligned: true)
+                ? photoModel.predictAligned(photos: $0, faces: faces, passes: settings.passes)
                 : photoModel.predict(photos: $0, faces: faces, passes: settings.passes)
         }
         var k = 0

@@ -229,12 +229,22 @@ public enum FramesEvaluation {
 }
 
 /// A photo model file from trained checkpoints: `first` runs pass 1, `second` (or `first`) the passes
-/// after it; `first` may also be a photo model already, whose nets and framing are kept. With `frames`,
-/// the detector box -> crop framing and each net's output offset are measured on its training people.
-/// `firstFile` is `first` as read by the caller.
+/// after it; `first` may also be a photo model already, whose nets, framing, offsets and calibration
+/// are kept. With `frames`, the detector box -> crop framing and each net's output offset are measured
+/// on its training people (a calibration is then dropped unless fitted again). With `calibrationRows`
+/// (a Kaggle CSV of labelled 96x96 faces of the people the nets were trained on), the calibration for
+/// faces in Kaggle's framing is fitted with `calibrationPasses` passes. `firstFile` is `first` as read by
+/// the caller.
 public enum PhotoModelExport {
+    public struct Made {
+        public var nets: Int, bytes: Int, passes: Int
+        /// The calibration's fit: rows, and RMSE (px) on them before and after it.
+        public var calibration: (rows: Int, before: Double, after: Double)?
+    }
+
     public static func write(first: String, firstFile: Safetensors.File, second: String?, frames: String?, cascade: String,
-                             passes: Int?, output: String, dtype: Safetensors.DType) throws -> (nets: Int, bytes: Int, passes: Int) {
+                             passes: Int?, calibrationRows: String? = nil, calibrationPasses: Int = 3,
+                             output: String, dtype: Safetensors.DType) throws -> Made {
         var nets: [(file: Safetensors.File, architecture: String)] = []
         var framing: BoxFraming?
         var usedPasses = passes ?? 2
@@ -262,10 +272,84 @@ public enum PhotoModelExport {
             meta["exported_from"] = ([first] + (second.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0).lastPathComponent }
                 .joined(separator: " + ")
         }
-        guard let frames else {
-            try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: output, dtype: dtype)
-            return (nets.count, fileSize(atPath: output), usedPasses)
+        // Offsets and calibration as stored in the input, unless measured again below.
+        var offsets: [[Double]?] = []
+        var calibration: AlignedCalibration?
+        if isPhotoModel {
+            let loaded = try AlignedModel.load(firstFile, path: first, backend: CPUBackend(), maxBatch: 1)
+            offsets = loaded.outputOffsets
+            calibration = loaded.alignedCalibration
         }
+        if let frames {
+            offsets = try measureFraming(nets: nets, frames: frames, cascade: cascade, first: first, passes: usedPasses,
+                                         metadata: meta, output: output, dtype: dtype, framing: &framing)
+            if calibration != nil && calibrationRows == nil {
+                Log.warn("the input's calibration for 96x96 faces was fitted with the old offsets and is dropped; fit it again with --calibrate-aligned")
+                calibration = nil
+            }
+        }
+        var fitted: (rows: Int, before: Double, after: Double)?
+        if let calibrationRows {
+            let result = try fitCalibration(rows: calibrationRows, passes: calibrationPasses, nets: nets, framing: framing,
+                                            usedPasses: usedPasses, offsets: offsets, metadata: meta, output: output, dtype: dtype)
+            calibration = result.calibration
+            fitted = (result.calibration.rows, result.before, result.after)
+        }
+        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, outputOffsets: offsets,
+                              alignedCalibration: calibration, metadata: meta, path: output, dtype: dtype)
+        return Made(nets: nets.count, bytes: fileSize(atPath: output), passes: usedPasses, calibration: fitted)
+    }
+
+    /// The model as it will be stored (float16 and int8 round the weights), for measuring on it: written
+    /// to a temporary file and read back.
+    static func probe<R>(nets: [(file: Safetensors.File, architecture: String)], framing: BoxFraming?, passes: Int,
+                         offsets: [[Double]?], metadata: [String: String], output: String, dtype: Safetensors.DType,
+                         _ body: (AlignedModel) throws -> R) throws -> R {
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-export-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        try AlignedModel.save(nets: nets, framing: framing, passes: passes, outputOffsets: offsets, metadata: metadata,
+                              path: probe, dtype: dtype)
+        return try body(try AlignedModel.load(try Safetensors.read(path: probe), path: output, backend: CPUBackend(), maxBatch: 128))
+    }
+
+    /// Fits the calibration for faces in Kaggle's framing on the labelled rows of a Kaggle CSV.
+    static func fitCalibration(rows path: String, passes: Int, nets: [(file: Safetensors.File, architecture: String)],
+                               framing: BoxFraming?, usedPasses: Int, offsets: [[Double]?], metadata: [String: String],
+                               output: String, dtype: Safetensors.DType) throws -> (calibration: AlignedCalibration, before: Double, after: Double) {
+        let faces = try KaggleCSV.read(path: path).faces
+        guard let keypoints = faces.keypoints else {
+            throw FKPError.setup("\(path): no keypoint columns; --calibrate-aligned needs labelled rows")
+        }
+        let references = (0..<faces.count).map { r in (0..<Keypoints.count).map { Double(keypoints[r * Keypoints.count + $0]) } }
+        let predicted = try probe(nets: nets, framing: framing, passes: usedPasses, offsets: offsets, metadata: metadata,
+                                  output: output, dtype: dtype) { model -> [[Double]] in
+            model.alignedFacePasses = passes
+            return model.predict(faces.images).map { $0.map(Double.init) }
+        }
+        var calibration: AlignedCalibration
+        do {
+            calibration = try AlignedCalibration.fit(predictions: predicted, references: references, passes: passes)
+            calibration.source = URL(fileURLWithPath: path).lastPathComponent
+        } catch let error as AlignedCalibration.FitError {
+            throw FKPError.setup("\(path): \(error)")
+        }
+        func rmse(_ p: [[Double]]) -> Double {
+            var sum = 0.0, n = 0
+            for (a, r) in zip(p, references) where a.allSatisfy(\.isFinite) && r.allSatisfy(\.isFinite) {
+                for c in 0..<r.count { sum += (a[c] - r[c]) * (a[c] - r[c]); n += 1 }
+            }
+            return n > 0 ? (sum / Double(n)).squareRoot() : .nan
+        }
+        // The calibrated values clipped to the frame as `predict` clips them.
+        let after = predicted.map { calibration.apply($0).map { min(max($0, 0), 96) } }
+        return (calibration, rmse(predicted), rmse(after))
+    }
+
+    /// Measures the detector box -> crop framing and each net's output offset on the training people of
+    /// `frames`; returns the offsets.
+    static func measureFraming(nets: [(file: Safetensors.File, architecture: String)], frames: String, cascade: String,
+                               first: String, passes: Int, metadata: [String: String], output: String,
+                               dtype: Safetensors.DType, framing: inout BoxFraming?) throws -> [[Double]?] {
         let all = try LandmarkFiles.read(frames)
         let set = all.subset(all.trainingRows)
         let images = try ImageFile.readGray(paths: set.images)
@@ -277,14 +361,12 @@ public enum PhotoModelExport {
         }
         framing = cal.framing
         Log.info("box -> crop framing from \(cal.faces) of \(set.count) training faces: \(cal.framing)")
-        // The offsets are measured on the weights as stored (float16 and int8 round them): written once
-        // without them to a temporary file, read back and measured; only then is the output written.
-        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("fkp-export-\(UUID().uuidString).safetensors").path
-        defer { try? FileManager.default.removeItem(atPath: probe) }
-        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, metadata: meta, path: probe, dtype: dtype)
-        let written = try AlignedModel.load(try Safetensors.read(path: probe), path: output, backend: CPUBackend(), maxBatch: 128)
-        let offsets = withPlanes(images.map { $0.pixels.map { $0 / 255 } }, sizes: images.map { ($0.width, $0.height) }) {
-            written.measureOutputOffsets(photos: $0, references: set.keypoints)
+        // The offsets are measured on the weights as stored (float16 and int8 round them), without offsets.
+        let offsets = try probe(nets: nets, framing: framing, passes: passes, offsets: [], metadata: metadata,
+                                output: output, dtype: dtype) { written in
+            withPlanes(images.map { $0.pixels.map { $0 / 255 } }, sizes: images.map { ($0.width, $0.height) }) {
+                written.measureOutputOffsets(photos: $0, references: set.keypoints)
+            }
         }
         for (k, o) in offsets.enumerated() {
             guard let o else { continue }
@@ -297,9 +379,7 @@ public enum PhotoModelExport {
             let line = String(format: "x mean %+.2f px (%+.2f...%+.2f), y mean %+.2f px", xMean, x.min() ?? 0, x.max() ?? 0, yMean)
             Log.info("net \(k + 1) output offset from \(set.count) training faces: \(line)")
         }
-        try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, outputOffsets: offsets, metadata: meta,
-                              path: output, dtype: dtype)
-        return (nets.count, fileSize(atPath: output), usedPasses)
+        return offsets
     }
 }
 

@@ -28,8 +28,12 @@ public final class AlignedModel: KeypointModel {
     /// Passes for faces that come aligned (Kaggle's 96x96 faces), whose first crop is as good as a
     /// realigned one: on the aligned faces of the held-out people, 1 pass 2.233 px RMSE, 2 passes 2.029,
     /// 3 passes 2.055 (the nets track a face's size only weakly, so each further pass shrinks the
-    /// predicted face a little; README, "Photo models").
+    /// predicted face a little; README, "Photo models"). A model with an `alignedCalibration` loads with
+    /// its passes instead (3 for the bundled model: the calibration undoes that shrink).
     public var alignedFacePasses = 2
+    /// The linear map of faces in Kaggle's framing onto their references, applied by `predictAligned`
+    /// when it runs the passes the map was fitted on (a model that has one defaults to those passes).
+    public var alignedCalibration: AlignedCalibration?
     /// Per net, 30 values in crop pixels added to its prediction (after mirror-averaging): the mean error
     /// of the net on perfectly aligned crops of its training people. A net trained with flips predicts
     /// a left-right symmetric answer, but the frames' labels sit about 0.5-0.8 px right of that (their
@@ -192,14 +196,28 @@ public final class AlignedModel: KeypointModel {
         return points
     }
 
-    /// 96x96 faces (rows of 9216 values in 0...1) in Kaggle's framing, each its own photo, first cut
-    /// through `CanonicalFace.kaggleFrame`: `alignedFacePasses` passes, the first already as a later one,
-    /// the result in the 96x96 frame clipped to [0, 96] (Kaggle's files).
+    /// Faces that come cropped in Kaggle's framing (each `start` maps its photo onto the 96x96 frame,
+    /// then through `CanonicalFace.kaggleFrame`): `passes` passes (default `alignedFacePasses`), the
+    /// first already as a later one; then, when they are the calibration's passes, the calibration,
+    /// applied in the 96x96 frame. Points in photo pixels.
+    public func predictAligned(photos: [GrayPlane], faces: [Face], passes: Int? = nil) -> [[Double]] {
+        let total = max(1, passes ?? alignedFacePasses)
+        var points = predict(photos: photos, faces: faces, passes: total, startAligned: true)
+        guard let calibration = alignedCalibration, calibration.passes == total else { return points }
+        let frameFromCrop = CanonicalFace.kaggleFrame.inverse
+        for i in points.indices where points[i].count == AlignedCalibration.values {
+            let toFrame = faces[i].start.then(frameFromCrop)
+            points[i] = toFrame.inverse.apply(calibration.apply(toFrame.apply(points[i])))
+        }
+        return points
+    }
+
+    /// 96x96 faces (rows of 9216 values in 0...1) in Kaggle's framing, each its own photo:
+    /// `predictAligned`, the result clipped to [0, 96] (Kaggle's files).
     public func predict(_ images: Tensor) -> [[Float]] {
         let n = images.shape[0], size = CanonicalFace.side * CanonicalFace.side
         let planes = (0..<n).map { GrayPlane(width: 96, height: 96, pixels: UnsafeBufferPointer(start: images.data + $0 * size, count: size)) }
-        return predict(photos: planes, faces: (0..<n).map { Face(photo: $0, start: CanonicalFace.kaggleFrame) },
-                       passes: alignedFacePasses, startAligned: true)
+        return predictAligned(photos: planes, faces: (0..<n).map { Face(photo: $0, start: CanonicalFace.kaggleFrame) })
             .map { $0.map { Float(min(max($0, 0), 96)) } }
     }
 
@@ -212,10 +230,11 @@ public final class AlignedModel: KeypointModel {
     /// One safetensors file: tensors "pass1.<name>" (and "pass2.<name>"), metadata model = "aligned",
     /// the architectures, the framing and the default passes.
     public static func save(nets: [(file: Safetensors.File, architecture: String)], framing: BoxFraming?, passes: Int,
-                            outputOffsets: [[Double]?] = [], metadata: [String: String], path: String,
-                            dtype: Safetensors.DType) throws {
+                            outputOffsets: [[Double]?] = [], alignedCalibration: AlignedCalibration? = nil,
+                            metadata: [String: String], path: String, dtype: Safetensors.DType) throws {
         var tensors: [Safetensors.Entry] = []
         var meta = metadata
+        meta[AlignedCalibration.metadataKey] = alignedCalibration?.json
         meta["model"] = "aligned"
         meta["passes"] = "\(passes)"
         meta["framing"] = "aligned"
@@ -274,6 +293,11 @@ public final class AlignedModel: KeypointModel {
                 throw CheckpointError(description: "\(path): pass\(k + 1)_\(offsetKey) is not \(nets[k].outputs) finite numbers")
             }
             model.outputOffsets[k] = values
+        }
+        if let text = file.metadata[AlignedCalibration.metadataKey] {
+            let calibration = try AlignedCalibration(json: text, path: path)
+            model.alignedCalibration = calibration
+            model.alignedFacePasses = calibration.passes
         }
         return model
     }

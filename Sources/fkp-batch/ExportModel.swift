@@ -17,11 +17,14 @@ struct ExportModel: ParsableCommand {
 
         With --second-pass or --frames it makes a photo model instead, used in passes by annotate and evaluate --frames: the input net runs the first pass (from the face detector's box), the --second-pass net the passes after it; --frames measures on the training people of those labelled photos where the detector's boxes put the crop and each net's output offset (its mean error on perfectly aligned crops, added to its predictions), and stores both. Given a photo model, export-model writes it again (measured again with --frames), its weights unchanged (byte for byte in the storage they had, e.g. --int8 for the bundled model).
 
+        --calibrate-aligned ROWS.csv fits a photo model's calibration for 96x96 faces in Kaggle's framing (predict, evaluate on a CSV, annotate --no-detect): a linear map from the 30 predicted values to the 30 labelled ones, by least squares over the rows of a Kaggle CSV with labels. Give it rows of the people the nets were trained on, never of those you will measure on. It applies at the passes it was fitted with (--calibration-passes), which become the model's default for such faces.
+
         Examples:
           fkp-batch export-model net5.safetensors samples/model.safetensors --float16
           fkp-batch export-model mixed.safetensors photo.safetensors --frames ../shared/data/frames --float16
           fkp-batch export-model mixed.safetensors photo.safetensors --second-pass narrow.safetensors --int8
           fkp-batch export-model photo.safetensors photo2.safetensors --frames ../shared/data/frames --int8
+          fkp-batch export-model photo.safetensors photo3.safetensors --calibrate-aligned training-people.csv --int8
         """)
 
     @Argument(help: "Checkpoint written by train, or a photo model to write again.") var input: String
@@ -46,17 +49,27 @@ struct ExportModel: ParsableCommand {
     var frames: String?
     @Option(help: "Passes a photo model makes by default (default: 2, or the input photo model's).") var passes: Int?
     @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
+    @Option(name: .customLong("calibrate-aligned"), help: ArgumentHelp("Fit the photo model's calibration for 96x96 faces in Kaggle's framing on the labelled rows of this Kaggle CSV (rows of the nets' training people).", valueName: "rows.csv"))
+    var calibrateAligned: String?
+    @Option(name: .customLong("calibration-passes"), help: "With --calibrate-aligned: the passes it is fitted for and applied at.")
+    var calibrationPasses: Int = 3
 
     func validate() throws {
         if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
+        if calibrationPasses < 1 { throw ValidationError("--calibration-passes must be at least 1") }
     }
 
     func run() throws {
-        try OutputGuard(inputs: [input, secondPass].compactMap { $0 }).check(file: output, option: "OUT")
+        try OutputGuard(inputs: [input, secondPass, calibrateAligned].compactMap { $0 }).check(file: output, option: "OUT")
         let file = try Safetensors.read(path: input)
-        if secondPass != nil || frames != nil || file.metadata["model"] == "aligned" {
+        if secondPass != nil || frames != nil || calibrateAligned != nil || file.metadata["model"] == "aligned" {
             let made = try PhotoModelExport.write(first: input, firstFile: file, second: secondPass, frames: frames,
-                                                  cascade: cascade, passes: passes, output: output, dtype: storage.dtype)
+                                                  cascade: cascade, passes: passes, calibrationRows: calibrateAligned,
+                                                  calibrationPasses: calibrationPasses, output: output, dtype: storage.dtype)
+            if let c = made.calibration {
+                Log.info(String(format: "calibration for 96x96 faces (%d passes) from %d rows of %@: RMSE on them %.3f -> %.3f px",
+                                calibrationPasses, c.rows, calibrateAligned ?? "", c.before, c.after))
+            }
             Log.info("wrote \(output): photo model, \(made.nets) net(s), \(made.passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
             return
         }

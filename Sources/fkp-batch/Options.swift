@@ -71,7 +71,7 @@ struct ModelOption: ParsableArguments {
 
 /// How a photo model runs, shared by annotate, predict and evaluate (a model for 96x96 faces ignores both).
 struct PhotoModelOptions: ParsableArguments {
-    @Option(help: "Passes of a photo model: 1 predicts in the first crop (from the detector's box, or the 96x96 face); each further pass realigns the crop on the last prediction (default: the model's for photos, 3 for the bundled model; 2 for 96x96 faces).")
+    @Option(help: "Passes of a photo model: 1 predicts in the first crop (from the detector's box, or the 96x96 face); each further pass realigns the crop on the last prediction (default: the model's for photos, 3 for the bundled model; for 96x96 faces the passes its calibration for them was fitted with, 3 for the bundled model, else 2; that calibration applies only at those passes).")
     var passes: Int?
     @Flag(name: .customLong("no-averaging"), help: "A photo model predicts each crop once instead of averaging it with its mirror image, with the crop 8% larger and smaller (last pass) and with its other net: one net run per face and pass (the bundled model: 3 instead of 18), a little less precise (README, \"Photo models\").")
     var noAveraging = false

@@ -563,4 +563,43 @@ final class ExportModelTests: XCTestCase {
         XCTAssertLessThan(zip(va, vb).map { abs($0 - $1) }.max()!, 0.1)
         XCTAssertEqual(try fkpBatch(["export-model", ckpt, ckpt]).status, 2)
     }
+
+    /// --calibrate-aligned fits the photo model's calibration for 96x96 faces on labelled rows: its error
+    /// on those rows falls (least squares), evaluate then measures what export-model reported, other
+    /// passes run without it, and rows that cannot calibrate are refused with the file named.
+    func testCalibrateAlignedFitsOnLabelledRows() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calibrate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("m.safetensors").path
+        let r = try fkpBatch(["export-model", "samples/model.safetensors", out, "--calibrate-aligned", "samples/training-sample.csv",
+                              "--calibration-passes", "2", "--int8"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // "... from 200 rows of samples/training-sample.csv: RMSE on them 1.234 -> 1.111 px"
+        let line = try XCTUnwrap(r.stderr.split(separator: "\n").first { $0.contains("RMSE on them") }, r.stderr)
+        XCTAssertTrue(line.contains("from 200 rows"), String(line))
+        let numbers = line.split(separator: " ").compactMap { Double($0) }
+        let before = try XCTUnwrap(numbers.dropLast().last), after = try XCTUnwrap(numbers.last)
+        XCTAssertLessThan(after, before - 0.05, String(line))
+        func rmse(_ extra: [String]) throws -> Double {
+            let e = try fkpBatch(["evaluate", "--model", out, "samples/training-sample.csv", "--format", "json"] + extra)
+            XCTAssertEqual(e.status, 0, e.stderr)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as? [String: Any])
+            return try XCTUnwrap(json["rmse_px"] as? Double, e.stdout)
+        }
+        XCTAssertEqual(try rmse([]), after, accuracy: 0.0015, "evaluate runs the calibration's 2 passes by default")
+        XCTAssertEqual(try rmse(["--passes", "2"]), after, accuracy: 0.0015)
+        XCTAssertGreaterThan(try rmse(["--passes", "3"]), after + 0.05, "not applied at 3 passes")
+
+        let few = dir.appendingPathComponent("few.csv").path
+        let text = try String(contentsOfFile: repoPath("samples/training-sample.csv"), encoding: .utf8)
+        try text.split(separator: "\n", omittingEmptySubsequences: false).prefix(41).joined(separator: "\n").write(toFile: few, atomically: true, encoding: .utf8)
+        for (rows, says) in [("samples/test-sample.csv", "labelled rows"), (few, "at least 62")] {
+            let bad = dir.appendingPathComponent("bad.safetensors").path
+            let e = try fkpBatch(["export-model", "samples/model.safetensors", bad, "--calibrate-aligned", rows])
+            XCTAssertEqual(e.status, 2, e.stderr)
+            XCTAssertTrue(e.stderr.contains(URL(fileURLWithPath: rows).lastPathComponent) && e.stderr.contains(says), e.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: bad), "nothing written")
+        }
+    }
 }
