@@ -581,6 +581,20 @@ final class ExportModelTests: XCTestCase {
         let numbers = line.split(separator: " ").compactMap { Double($0) }
         let before = try XCTUnwrap(numbers.dropLast().last), after = try XCTUnwrap(numbers.last)
         XCTAssertLessThan(after, before - 0.05, String(line))
+        // The input's weights and output offsets are kept: only the calibration is new.
+        func metadata(_ path: String) throws -> [String: String] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            let length = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            let header = try XCTUnwrap(try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as? [String: Any])
+            return try XCTUnwrap(header["__metadata__"] as? [String: String])
+        }
+        let (old, new) = (try metadata(repoPath("samples/model.safetensors")), try metadata(out))
+        for key in ["pass1_output_offset", "pass2_output_offset", "pass1_model", "pass2_model", "box_framing"] {
+            XCTAssertNotNil(new[key], key)
+            XCTAssertEqual(old[key]?.count, new[key]?.count, key)
+        }
+        XCTAssertEqual(old["pass1_output_offset"], new["pass1_output_offset"])
+        XCTAssertTrue(new["aligned_calibration"]?.contains("\"source\":\"training-sample.csv\"") == true)
         func rmse(_ extra: [String]) throws -> Double {
             let e = try fkpBatch(["evaluate", "--model", out, "samples/training-sample.csv", "--format", "json"] + extra)
             XCTAssertEqual(e.status, 0, e.stderr)
