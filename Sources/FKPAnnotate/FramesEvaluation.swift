@@ -249,6 +249,9 @@ public enum PhotoModelExport {
         var framing: BoxFraming?
         var usedPasses = passes ?? 2
         let isPhotoModel = firstFile.metadata["model"] == "aligned"
+        var firstFile = firstFile
+        // A calibration about to be fitted again replaces the input's, even a malformed one.
+        if calibrationRows != nil { firstFile.metadata.removeValue(forKey: AlignedCalibration.metadataKey) }
         if isPhotoModel {
             guard second == nil else { throw FKPError.setup("\(first) is a photo model already; --second-pass adds a net to a single net's checkpoint") }
             try ModelFile.validate(firstFile, path: first, dtype: dtype)
@@ -279,6 +282,10 @@ public enum PhotoModelExport {
             let loaded = try AlignedModel.load(firstFile, path: first, backend: CPUBackend(), maxBatch: 1)
             offsets = loaded.outputOffsets
             calibration = loaded.alignedCalibration
+        }
+        let storageChanges = isPhotoModel && (firstFile.metadata["quantization"] != nil) != (dtype == .i8)
+        if storageChanges && frames == nil {
+            Log.warn("\(first)'s output offsets\(calibration != nil ? " and calibration" : "") were measured on its weights as stored; written in another storage, the weights round differently: measure again with --frames\(calibration != nil ? " and --calibrate-aligned" : "") for exact values")
         }
         if let frames {
             offsets = try measureFraming(nets: nets, frames: frames, cascade: cascade, first: first, passes: usedPasses,
@@ -323,8 +330,7 @@ public enum PhotoModelExport {
         let references = (0..<faces.count).map { r in (0..<Keypoints.count).map { Double(keypoints[r * Keypoints.count + $0]) } }
         let predicted = try probe(nets: nets, framing: framing, passes: usedPasses, offsets: offsets, metadata: metadata,
                                   output: output, dtype: dtype) { model -> [[Double]] in
-            model.alignedFacePasses = passes
-            return model.predict(faces.images).map { $0.map(Double.init) }
+            model.predictAligned(faces.images, passes: passes)
         }
         var calibration: AlignedCalibration
         do {
@@ -340,9 +346,9 @@ public enum PhotoModelExport {
             }
             return n > 0 ? (sum / Double(n)).squareRoot() : .nan
         }
-        // The calibrated values clipped to the frame as `predict` clips them.
-        let after = predicted.map { calibration.apply($0).map { min(max($0, 0), 96) } }
-        return (calibration, rmse(predicted), rmse(after))
+        // As `predict` writes them: clipped to the frame.
+        func clipped(_ p: [[Double]]) -> [[Double]] { p.map { $0.map { min(max($0, 0), 96) } } }
+        return (calibration, rmse(clipped(predicted)), rmse(clipped(predicted.map { calibration.apply($0) })))
     }
 
     /// Measures the detector box -> crop framing and each net's output offset on the training people of

@@ -98,6 +98,8 @@ public struct AlignedCalibration: Equatable, Sendable {
             }
             w[j] = intercept
         }
+        // Stored as JSON, which has no NaN or infinity.
+        guard w.allSatisfy(\.isFinite) else { throw FitError.singular }
         return AlignedCalibration(passes: passes, rows: usable.count, weights: w)
     }
 

@@ -213,12 +213,16 @@ public final class AlignedModel: KeypointModel {
     }
 
     /// 96x96 faces (rows of 9216 values in 0...1) in Kaggle's framing, each its own photo:
-    /// `predictAligned`, the result clipped to [0, 96] (Kaggle's files).
-    public func predict(_ images: Tensor) -> [[Float]] {
+    /// `predictAligned`, in pixels of the 96x96 frame (not clipped: what the calibration is fitted on).
+    public func predictAligned(_ images: Tensor, passes: Int? = nil) -> [[Double]] {
         let n = images.shape[0], size = CanonicalFace.side * CanonicalFace.side
         let planes = (0..<n).map { GrayPlane(width: 96, height: 96, pixels: UnsafeBufferPointer(start: images.data + $0 * size, count: size)) }
-        return predictAligned(photos: planes, faces: (0..<n).map { Face(photo: $0, start: CanonicalFace.kaggleFrame) })
-            .map { $0.map { Float(min(max($0, 0), 96)) } }
+        return predictAligned(photos: planes, faces: (0..<n).map { Face(photo: $0, start: CanonicalFace.kaggleFrame) }, passes: passes)
+    }
+
+    /// `predictAligned`, clipped to [0, 96] (Kaggle's files).
+    public func predict(_ images: Tensor) -> [[Float]] {
+        predictAligned(images).map { $0.map { Float(min(max($0, 0), 96)) } }
     }
 
     // MARK: file

@@ -74,7 +74,8 @@ public enum Safetensors {
     public static func encode(_ file: File, dtype: DType = .f32) throws -> Data {
         var header: [String: Any] = [:]
         var metadata = file.metadata
-        if dtype == .i8 { metadata["quantization"] = quantizationNote }
+        // The note describes this file's storage: a float copy of an int8 file must not keep it.
+        if dtype == .i8 { metadata["quantization"] = quantizationNote } else { metadata.removeValue(forKey: "quantization") }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         let items = try stored(file, dtype: dtype)
         var offset = 0

@@ -15,7 +15,7 @@ struct ExportModel: ParsableCommand {
         discussion: """
         A training checkpoint also holds momentum buffers, the trainer's state and, with early stopping, a second copy of the best weights. export-model keeps the weights and the model's metadata only; --float16 halves the size again (predictions change by far less than a pixel); --int8 quarters it (weight matrices as int8 with one scale per output column, biases as float32; the README gives the measured effect).
 
-        With --second-pass or --frames it makes a photo model instead, used in passes by annotate and evaluate --frames: the input net runs the first pass (from the face detector's box), the --second-pass net the passes after it; --frames measures on the training people of those labelled photos where the detector's boxes put the crop and each net's output offset (its mean error on perfectly aligned crops, added to its predictions), and stores both. Given a photo model, export-model writes it again (measured again with --frames), its weights unchanged (byte for byte in the storage they had, e.g. --int8 for the bundled model).
+        With --second-pass or --frames it makes a photo model instead, used in passes by annotate and evaluate --frames: the input net runs the first pass (from the face detector's box), the --second-pass net the passes after it; --frames measures on the training people of those labelled photos where the detector's boxes put the crop and each net's output offset (its mean error on perfectly aligned crops, added to its predictions), and stores both. Given a photo model, export-model writes it again, its weights unchanged (byte for byte in the storage they had, e.g. --int8 for the bundled model) and its offsets and calibration kept; --frames measures the framing and offsets again and then drops the calibration unless --calibrate-aligned fits it again.
 
         --calibrate-aligned ROWS.csv fits a photo model's calibration for 96x96 faces in Kaggle's framing (predict, evaluate on a CSV, annotate --no-detect): a linear map from the 30 predicted values to the 30 labelled ones, by least squares over the rows of a Kaggle CSV with labels. Give it rows of the people the nets were trained on, never of those you will measure on. It applies at the passes it was fitted with (--calibration-passes), which become the model's default for such faces.
 
@@ -51,12 +51,15 @@ struct ExportModel: ParsableCommand {
     @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
     @Option(name: .customLong("calibrate-aligned"), help: ArgumentHelp("Fit the photo model's calibration for 96x96 faces in Kaggle's framing on the labelled rows of this Kaggle CSV (rows of the nets' training people).", valueName: "rows.csv"))
     var calibrateAligned: String?
-    @Option(name: .customLong("calibration-passes"), help: "With --calibrate-aligned: the passes it is fitted for and applied at.")
-    var calibrationPasses: Int = 3
+    @Option(name: .customLong("calibration-passes"), help: "With --calibrate-aligned: the passes it is fitted for and applied at (default: 3).")
+    var calibrationPasses: Int?
 
     func validate() throws {
         if let passes, passes < 1 { throw ValidationError("--passes must be at least 1") }
-        if calibrationPasses < 1 { throw ValidationError("--calibration-passes must be at least 1") }
+        if let calibrationPasses {
+            guard calibrateAligned != nil else { throw ValidationError("--calibration-passes needs --calibrate-aligned") }
+            guard calibrationPasses >= 1 else { throw ValidationError("--calibration-passes must be at least 1") }
+        }
     }
 
     func run() throws {
@@ -65,10 +68,10 @@ struct ExportModel: ParsableCommand {
         if secondPass != nil || frames != nil || calibrateAligned != nil || file.metadata["model"] == "aligned" {
             let made = try PhotoModelExport.write(first: input, firstFile: file, second: secondPass, frames: frames,
                                                   cascade: cascade, passes: passes, calibrationRows: calibrateAligned,
-                                                  calibrationPasses: calibrationPasses, output: output, dtype: storage.dtype)
+                                                  calibrationPasses: calibrationPasses ?? 3, output: output, dtype: storage.dtype)
             if let c = made.calibration {
                 Log.info(String(format: "calibration for 96x96 faces (%d passes) from %d rows of %@: RMSE on them %.3f -> %.3f px",
-                                calibrationPasses, c.rows, calibrateAligned ?? "", c.before, c.after))
+                                calibrationPasses ?? 3, c.rows, calibrateAligned ?? "", c.before, c.after))
             }
             Log.info("wrote \(output): photo model, \(made.nets) net(s), \(made.passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
             return

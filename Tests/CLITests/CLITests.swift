@@ -581,20 +581,39 @@ final class ExportModelTests: XCTestCase {
         let numbers = line.split(separator: " ").compactMap { Double($0) }
         let before = try XCTUnwrap(numbers.dropLast().last), after = try XCTUnwrap(numbers.last)
         XCTAssertLessThan(after, before - 0.05, String(line))
-        // The input's weights and output offsets are kept: only the calibration is new.
-        func metadata(_ path: String) throws -> [String: String] {
+        // The input's weights (tensor bytes), output offsets, nets and framing are kept: only the
+        // calibration is new.
+        func parts(_ path: String) throws -> (tensors: NSDictionary, metadata: [String: String], bytes: Data) {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             let length = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-            let header = try XCTUnwrap(try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as? [String: Any])
-            return try XCTUnwrap(header["__metadata__"] as? [String: String])
+            var header = try XCTUnwrap(try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as? [String: Any])
+            let metadata = try XCTUnwrap(header.removeValue(forKey: "__metadata__") as? [String: String])
+            return (header as NSDictionary, metadata, data.subdata(in: (8 + length)..<data.count))
         }
-        let (old, new) = (try metadata(repoPath("samples/model.safetensors")), try metadata(out))
-        for key in ["pass1_output_offset", "pass2_output_offset", "pass1_model", "pass2_model", "box_framing"] {
-            XCTAssertNotNil(new[key], key)
-            XCTAssertEqual(old[key]?.count, new[key]?.count, key)
+        let (old, new) = (try parts(repoPath("samples/model.safetensors")), try parts(out))
+        XCTAssertEqual(old.tensors, new.tensors)
+        XCTAssertTrue(old.bytes == new.bytes, "the weights' bytes")
+        for key in ["pass1_output_offset", "pass2_output_offset", "pass1_model", "pass2_model", "box_framing", "quantization"] {
+            XCTAssertNotNil(new.metadata[key], key)
+            XCTAssertEqual(old.metadata[key], new.metadata[key], key)
         }
-        XCTAssertEqual(old["pass1_output_offset"], new["pass1_output_offset"])
-        XCTAssertTrue(new["aligned_calibration"]?.contains("\"source\":\"training-sample.csv\"") == true)
+        let calibration = try XCTUnwrap(new.metadata["aligned_calibration"])
+        XCTAssertTrue(calibration.contains("\"source\":\"training-sample.csv\""), calibration)
+        // Written again as is, the calibration is kept to the byte; as float32, the int8 note goes and
+        // the user is told that offsets and calibration were measured on the int8 weights.
+        let again = dir.appendingPathComponent("again.safetensors").path
+        let copy = try fkpBatch(["export-model", out, again, "--int8"])
+        XCTAssertEqual(copy.status, 0, copy.stderr)
+        XCTAssertFalse(copy.stderr.contains("warning"), copy.stderr)
+        XCTAssertEqual(try parts(again).metadata["aligned_calibration"], calibration)
+        let float = try fkpBatch(["export-model", out, again])
+        XCTAssertEqual(float.status, 0, float.stderr)
+        XCTAssertTrue(float.stderr.contains("warning") && float.stderr.contains("--calibrate-aligned"), float.stderr)
+        XCTAssertNil(try parts(again).metadata["quantization"], "float32 tensors are not int8")
+        XCTAssertEqual(try parts(again).metadata["aligned_calibration"], calibration)
+        let usage = try fkpBatch(["export-model", out, again, "--calibration-passes", "2"])
+        XCTAssertEqual(usage.status, 2, usage.stderr)
+        XCTAssertTrue(usage.stderr.contains("--calibrate-aligned"), usage.stderr)
         func rmse(_ extra: [String]) throws -> Double {
             let e = try fkpBatch(["evaluate", "--model", out, "samples/training-sample.csv", "--format", "json"] + extra)
             XCTAssertEqual(e.status, 0, e.stderr)

@@ -122,8 +122,9 @@ final class AlignedCalibrationTests: XCTestCase {
         }
     }
 
-    /// The map works in the 96x96 frame: a shift of 1 px there moves a 96x96 face's points by 1 px and
-    /// those of the same face at twice the size by 2 px; at other passes it is not applied.
+    /// The map works in the 96x96 frame: a shift of 1 px there moves a 96x96 face's points by 1 px; on the
+    /// same face at twice the size, x -> 1.05 x - 2.4 there is x -> 1.05 x - 4.8 in the photo; at other
+    /// passes it is not applied.
     func testAppliedInTheKaggleFrameAtItsPassesOnly() throws {
         let (file, path) = try bundled()
         let model = try XCTUnwrap(try ModelFile.loadModel(file, path: path, backend: CPUBackend(threads: 2)) as? AlignedModel)
@@ -155,9 +156,11 @@ final class AlignedCalibrationTests: XCTestCase {
         let start = [AlignedModel.Face(photo: 0, start: Similarity(a: 0.5, b: 0, tx: 0, ty: 0).then(CanonicalFace.kaggleFrame))]
         model.alignedFacePasses = 2
         let before = model.predictAligned(photos: [plane], faces: start)[0]
-        model.alignedCalibration = AlignedCalibration(passes: 2, rows: 0, weights: w)
+        var stretch = AlignedCalibration.identity(passes: 2).weights
+        for j in stride(from: 0, to: 30, by: 2) { stretch[j] = -2.4; stretch[(1 + j) * 30 + j] = 1.05 }
+        model.alignedCalibration = AlignedCalibration(passes: 2, rows: 0, weights: stretch)
         let after = model.predictAligned(photos: [plane], faces: start)[0]
-        for c in 0..<30 { XCTAssertEqual(after[c] - before[c], c % 2 == 0 ? 2 : 0, accuracy: 1e-4, "value \(c)") }
+        for c in 0..<30 { XCTAssertEqual(after[c], c % 2 == 0 ? 1.05 * before[c] - 4.8 : before[c], accuracy: 1e-4, "value \(c)") }
     }
 
     /// The bundled model on the aligned 96x96 faces of the people held out of its training (the rows of
