@@ -283,9 +283,12 @@ public enum PhotoModelExport {
             offsets = loaded.outputOffsets
             calibration = loaded.alignedCalibration
         }
+        // What is kept but was measured on the input's weights as stored (int8 or float).
         let storageChanges = isPhotoModel && (firstFile.metadata["quantization"] != nil) != (dtype == .i8)
-        if storageChanges && frames == nil {
-            Log.warn("\(first)'s output offsets\(calibration != nil ? " and calibration" : "") were measured on its weights as stored; written in another storage, the weights round differently: measure again with --frames\(calibration != nil ? " and --calibrate-aligned" : "") for exact values")
+        let stale = [offsets.contains { $0 != nil } && frames == nil ? "output offsets (--frames)" : nil,
+                     calibration != nil && frames == nil && calibrationRows == nil ? "calibration (--calibrate-aligned)" : nil].compactMap { $0 }
+        if storageChanges && !stale.isEmpty {
+            Log.warn("\(first)'s \(stale.joined(separator: " and ")) were measured on its weights as stored; in another storage the weights round differently: measure again for exact values")
         }
         if let frames {
             offsets = try measureFraming(nets: nets, frames: frames, cascade: cascade, first: first, passes: usedPasses,
