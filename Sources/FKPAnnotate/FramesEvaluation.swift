@@ -238,12 +238,15 @@ public enum FramesEvaluation {
 public enum PhotoModelExport {
     public struct Made {
         public var nets: Int, bytes: Int, passes: Int
-        /// The calibration's fit: rows, and RMSE (px) on them before and after it.
-        public var calibration: (rows: Int, before: Double, after: Double)?
+        /// The calibration fitted, and the RMSE (px) on its rows before and after it.
+        public var calibration: (fitted: AlignedCalibration, before: Double, after: Double)?
     }
 
+    /// Passes a calibration for 96x96 faces is fitted for unless told: those that measured best with it.
+    public static let defaultCalibrationPasses = 3
+
     public static func write(first: String, firstFile: Safetensors.File, second: String?, frames: String?, cascade: String,
-                             passes: Int?, calibrationRows: String? = nil, calibrationPasses: Int = 3,
+                             passes: Int?, calibrationRows: String? = nil, calibrationPasses: Int? = nil,
                              output: String, dtype: Safetensors.DType) throws -> Made {
         var nets: [(file: Safetensors.File, architecture: String)] = []
         var framing: BoxFraming?
@@ -256,7 +259,6 @@ public enum PhotoModelExport {
             guard second == nil else { throw FKPError.setup("\(first) is a photo model already; --second-pass adds a net to a single net's checkpoint") }
             try ModelFile.validate(firstFile, path: first, dtype: dtype)
             nets = try AlignedModel.netFiles(firstFile, path: first)
-            framing = firstFile.metadata["box_framing"].flatMap { try? JSONDecoder().decode(BoxFraming.self, from: Data($0.utf8)) }
             usedPasses = passes ?? firstFile.metadata["passes"].flatMap(Int.init) ?? 2
         } else {
             for (path, f) in [(first, firstFile)] + (try second.map { [($0, try Safetensors.read(path: $0))] } ?? []) {
@@ -275,13 +277,12 @@ public enum PhotoModelExport {
             meta["exported_from"] = ([first] + (second.map { [$0] } ?? [])).map { URL(fileURLWithPath: $0).lastPathComponent }
                 .joined(separator: " + ")
         }
-        // Offsets and calibration as stored in the input, unless measured again below.
+        // Framing, offsets and calibration as stored in the input, unless measured again below.
         var offsets: [[Double]?] = []
         var calibration: AlignedCalibration?
         if isPhotoModel {
-            let loaded = try AlignedModel.load(firstFile, path: first, backend: CPUBackend(), maxBatch: 1)
-            offsets = loaded.outputOffsets
-            calibration = loaded.alignedCalibration
+            let outputs = nets.map { Preset.named($0.architecture)?.architecture.outputs ?? Keypoints.count }
+            (framing, offsets, calibration) = try AlignedModel.corrections(firstFile, path: first, outputs: outputs)
         }
         // What is kept but was measured on the input's weights as stored (int8 or float).
         let storageChanges = isPhotoModel && (firstFile.metadata["quantization"] != nil) != (dtype == .i8)
@@ -298,12 +299,12 @@ public enum PhotoModelExport {
                 calibration = nil
             }
         }
-        var fitted: (rows: Int, before: Double, after: Double)?
+        var fitted: (fitted: AlignedCalibration, before: Double, after: Double)?
         if let calibrationRows {
-            let result = try fitCalibration(rows: calibrationRows, passes: calibrationPasses, nets: nets, framing: framing,
-                                            usedPasses: usedPasses, offsets: offsets, metadata: meta, output: output, dtype: dtype)
-            calibration = result.calibration
-            fitted = (result.calibration.rows, result.before, result.after)
+            fitted = try fitCalibration(rows: calibrationRows, passes: calibrationPasses ?? defaultCalibrationPasses, nets: nets,
+                                        framing: framing, usedPasses: usedPasses, offsets: offsets, metadata: meta,
+                                        output: output, dtype: dtype)
+            calibration = fitted?.fitted
         }
         try AlignedModel.save(nets: nets, framing: framing, passes: usedPasses, outputOffsets: offsets,
                               alignedCalibration: calibration, metadata: meta, path: output, dtype: dtype)
@@ -325,7 +326,7 @@ public enum PhotoModelExport {
     /// Fits the calibration for faces in Kaggle's framing on the labelled rows of a Kaggle CSV.
     static func fitCalibration(rows path: String, passes: Int, nets: [(file: Safetensors.File, architecture: String)],
                                framing: BoxFraming?, usedPasses: Int, offsets: [[Double]?], metadata: [String: String],
-                               output: String, dtype: Safetensors.DType) throws -> (calibration: AlignedCalibration, before: Double, after: Double) {
+                               output: String, dtype: Safetensors.DType) throws -> (fitted: AlignedCalibration, before: Double, after: Double) {
         let faces = try KaggleCSV.read(path: path).faces
         guard let keypoints = faces.keypoints else {
             throw FKPError.setup("\(path): no keypoint columns; --calibrate-aligned needs labelled rows")
@@ -342,16 +343,9 @@ public enum PhotoModelExport {
         } catch let error as AlignedCalibration.FitError {
             throw FKPError.setup("\(path): \(error)")
         }
-        func rmse(_ p: [[Double]]) -> Double {
-            var sum = 0.0, n = 0
-            for (a, r) in zip(p, references) where a.allSatisfy(\.isFinite) && r.allSatisfy(\.isFinite) {
-                for c in 0..<r.count { sum += (a[c] - r[c]) * (a[c] - r[c]); n += 1 }
-            }
-            return n > 0 ? (sum / Double(n)).squareRoot() : .nan
-        }
-        // As `predict` writes them: clipped to the frame.
-        func clipped(_ p: [[Double]]) -> [[Double]] { p.map { $0.map { min(max($0, 0), 96) } } }
-        return (calibration, rmse(clipped(predicted)), rmse(clipped(predicted.map { calibration.apply($0) })))
+        // Measured as `evaluate` measures what `predict` writes.
+        func rmse(_ p: [[Double]]) -> Double { RMSEReport(predicted: AlignedModel.kaggleValues(p), truth: keypoints).overall }
+        return (calibration, rmse(predicted), rmse(predicted.map { calibration.apply($0) }))
     }
 
     /// Measures the detector box -> crop framing and each net's output offset on the training people of

@@ -29,7 +29,7 @@ public enum HOGFaceFile {
         let file = try Safetensors.read(path: path)
         func fail(_ why: String) -> CheckpointError { CheckpointError(description: "\(path): not a HOG face detector: \(why)") }
         guard file.metadata["model"] == modelName else { throw fail("metadata model is not '\(modelName)'") }
-        let planes = 31
+        let planes = HOGFilterBank.planes
         guard let b = file["biases"], b.shape.count == 1, b.shape[0] > 0,
               let t = file["terms"], t.shape == [b.shape[0], planes],
               let c = file["columns"], c.shape.count == 4, Array(c.shape[0..<2]) == [b.shape[0], planes], c.shape[2] > 0, c.shape[3] > 0,

@@ -5,6 +5,8 @@ import Dispatch
 /// face detector is five: front, turned either way, and tilted either way). Each filter is kept in
 /// separable form: on each HOG plane, a sum of a few (column vector x row vector) terms.
 public struct HOGFilterBank: Sendable {
+    /// HOG planes per cell, so per filter (Felzenszwalb's 31 values).
+    public static let planes = Int(FKP_FHOG_PLANES)
     /// Cells per filter side (a square window of `size * FKP_FHOG_CELL` pixels).
     public let size: Int
     /// Terms per filter and plane ([count, 31]), at most `maxTerms`.
@@ -21,7 +23,7 @@ public struct HOGFilterBank: Sendable {
 
     public init(size: Int, terms: [Int32], maxTerms: Int, columns: [Float], rows: [Float], biases: [Float],
                 poses: [FacePose], iou: Double, covered: Double) {
-        let count = biases.count, planes = Int(FKP_FHOG_PLANES)
+        let count = biases.count, planes = Self.planes
         precondition(size > 0 && maxTerms > 0 && terms.count == count * planes && poses.count == count)
         precondition(columns.count == count * planes * maxTerms * size && rows.count == columns.count)
         precondition(terms.allSatisfy { (0...Int32(maxTerms)).contains($0) })
@@ -134,7 +136,7 @@ public struct HOGDetector: Sendable {
         guard rows > 0, cols > 0 else { return [] }
         // Zero cells around the image: (size - 1) / 2 before, size / 2 after, as dlib pads for its filter.
         let pad = (bank.size - 1) / 2, sr = rows + bank.size - 1, sc = cols + bank.size - 1
-        var features = [Float](repeating: 0, count: sr * sc * Int(FKP_FHOG_PLANES))
+        var features = [Float](repeating: 0, count: sr * sc * HOGFilterBank.planes)
         let made = fkp_fhog(pixels, w, h, &features, sr, sc, pad)
         // Out of memory in C is as fatal as in Swift, and says so instead of finding no face.
         precondition(made >= 0, "HOG detector: out of memory for the cells of a \(w) x \(h) image")

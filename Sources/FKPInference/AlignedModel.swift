@@ -220,9 +220,14 @@ public final class AlignedModel: KeypointModel {
         return predictAligned(photos: planes, faces: (0..<n).map { Face(photo: $0, start: CanonicalFace.kaggleFrame) }, passes: passes)
     }
 
-    /// `predictAligned`, clipped to [0, 96] (Kaggle's files).
+    /// `predictAligned`, as Kaggle's files hold values (`kaggleValues`).
     public func predict(_ images: Tensor) -> [[Float]] {
-        predictAligned(images).map { $0.map { Float(min(max($0, 0), 96)) } }
+        Self.kaggleValues(predictAligned(images))
+    }
+
+    /// Points in the 96x96 frame as Kaggle's files hold them: Float, clipped to [0, 96].
+    public static func kaggleValues(_ points: [[Double]]) -> [[Float]] {
+        points.map { $0.map { Float(min(max($0, 0), 96)) } }
     }
 
     // MARK: file
@@ -286,24 +291,34 @@ public final class AlignedModel: KeypointModel {
             }
             return try loadPredictionNet(arch, from: n.file, prefix: "", path: "\(path) (pass \(k + 1))", backend: backend)
         }
-        let framing = file.metadata["box_framing"].flatMap { try? JSONDecoder().decode(BoxFraming.self, from: Data($0.utf8)) }
+        let stored = try corrections(file, path: path, outputs: nets.map(\.outputs))
         let passes = file.metadata["passes"].flatMap(Int.init) ?? 2
-        let model = AlignedModel(nets: nets, framing: framing, defaultPasses: max(1, passes), maxBatch: maxBatch)
+        let model = AlignedModel(nets: nets, framing: stored.framing, defaultPasses: max(1, passes), maxBatch: maxBatch)
         model.ensembleLaterPasses = file.metadata["later_passes"] == "all nets"
-        for k in nets.indices {
-            guard let text = file.metadata["pass\(k + 1)_\(offsetKey)"] else { continue }
-            guard let values = try? JSONDecoder().decode([Double].self, from: Data(text.utf8)),
-                  values.count == nets[k].outputs, values.allSatisfy(\.isFinite) else {
-                throw CheckpointError(description: "\(path): pass\(k + 1)_\(offsetKey) is not \(nets[k].outputs) finite numbers")
-            }
-            model.outputOffsets[k] = values
-        }
-        if let text = file.metadata[AlignedCalibration.metadataKey] {
-            let calibration = try AlignedCalibration(json: text, path: path)
+        model.outputOffsets = stored.offsets
+        if let calibration = stored.calibration {
             model.alignedCalibration = calibration
             model.alignedFacePasses = calibration.passes
         }
         return model
+    }
+
+    /// What a photo model file stores beside its nets' weights, checked: the box framing, each net's
+    /// output offset (`outputs[k]` values for net k) and the calibration for 96x96 faces. Read without
+    /// building the nets (export-model writes them again).
+    public static func corrections(_ file: Safetensors.File, path: String, outputs: [Int]) throws
+        -> (framing: BoxFraming?, offsets: [[Double]?], calibration: AlignedCalibration?) {
+        let framing = file.metadata["box_framing"].flatMap { try? JSONDecoder().decode(BoxFraming.self, from: Data($0.utf8)) }
+        let offsets = try outputs.enumerated().map { k, count -> [Double]? in
+            guard let text = file.metadata["pass\(k + 1)_\(offsetKey)"] else { return nil }
+            guard let values = try? JSONDecoder().decode([Double].self, from: Data(text.utf8)),
+                  values.count == count, values.allSatisfy(\.isFinite) else {
+                throw CheckpointError(description: "\(path): pass\(k + 1)_\(offsetKey) is not \(count) finite numbers")
+            }
+            return values
+        }
+        let calibration = try file.metadata[AlignedCalibration.metadataKey].map { try AlignedCalibration(json: $0, path: path) }
+        return (framing, offsets, calibration)
     }
 }
 

@@ -51,7 +51,7 @@ struct ExportModel: ParsableCommand {
     @Option(help: "With --frames: Haar cascade XML.") var cascade: String = HaarCascade.defaultPath
     @Option(name: .customLong("calibrate-aligned"), help: ArgumentHelp("Fit the photo model's calibration for 96x96 faces in Kaggle's framing on the labelled rows of this Kaggle CSV (rows of the nets' training people).", valueName: "rows.csv"))
     var calibrateAligned: String?
-    @Option(name: .customLong("calibration-passes"), help: "With --calibrate-aligned: the passes it is fitted for and applied at (default: 3).")
+    @Option(name: .customLong("calibration-passes"), help: "With --calibrate-aligned: the passes it is fitted for and applied at (default: \(PhotoModelExport.defaultCalibrationPasses)).")
     var calibrationPasses: Int?
 
     func validate() throws {
@@ -68,10 +68,10 @@ struct ExportModel: ParsableCommand {
         if secondPass != nil || frames != nil || calibrateAligned != nil || file.metadata["model"] == "aligned" {
             let made = try PhotoModelExport.write(first: input, firstFile: file, second: secondPass, frames: frames,
                                                   cascade: cascade, passes: passes, calibrationRows: calibrateAligned,
-                                                  calibrationPasses: calibrationPasses ?? 3, output: output, dtype: storage.dtype)
+                                                  calibrationPasses: calibrationPasses, output: output, dtype: storage.dtype)
             if let c = made.calibration {
                 Log.info(String(format: "calibration for 96x96 faces (%d passes) from %d rows of %@: RMSE on them %.3f -> %.3f px",
-                                calibrationPasses ?? 3, c.rows, calibrateAligned ?? "", c.before, c.after))
+                                c.fitted.passes, c.fitted.rows, calibrateAligned ?? "", c.before, c.after))
             }
             Log.info("wrote \(output): photo model, \(made.nets) net(s), \(made.passes) passes, \(made.bytes / 1_000_000) MB (\(storage))")
             return

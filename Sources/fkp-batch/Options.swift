@@ -142,10 +142,10 @@ struct DetectorOptions: ParsableArguments {
         guard hogThreshold.isFinite, abs(hogThreshold) <= 3 else {
             throw ValidationError("--hog-threshold must be a number from -3 to 3 (responses above the filters' thresholds are a few units at most)")
         }
-        if kind == .hog, try rotationAngles().contains(where: { $0 != 0 }) {
+        let angles = try rotationAngles()
+        if kind == .hog, angles.contains(where: { $0 != 0 }) {
             throw ValidationError("--rotations turns the photo for the frontal cascade: use it with --detector cascade or hog+cascade")
         }
-        _ = try rotationAngles()
         if let f = rotationScaleFactor, !(f > 1 && f < 4) { throw ValidationError("--rotation-scale-factor must be in (1, 4)") }
         if let m = rotationMinFace, m < 1 { throw ValidationError("--rotation-min-face must be at least 1") }
         if let b = faceVerifyBelow, b < 0 { throw ValidationError("--face-verify-below must be at least 0") }

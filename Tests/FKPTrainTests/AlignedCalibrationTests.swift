@@ -200,11 +200,7 @@ final class AlignedCalibrationTests: XCTestCase {
         let faces = rows.subset(heldOut)
         let model = try XCTUnwrap(try ModelFile.loadModel(path: repoPath("samples/model.safetensors"), backend: CPUBackend(threads: 2)) as? AlignedModel)
         let calibration = try XCTUnwrap(model.alignedCalibration, "the bundled model has a calibration for 96x96 faces")
-        func rmse(_ p: [[Float]]) -> Double {
-            var sum = 0.0
-            for (i, q) in p.enumerated() { for c in 0..<30 { let d = Double(q[c] - faces.keypoints![i * 30 + c]); sum += d * d } }
-            return (sum / Double(30 * p.count)).squareRoot()
-        }
+        func rmse(_ p: [[Float]]) -> Double { RMSEReport(predicted: p, truth: faces.keypoints!).overall }
         let calibrated = rmse(model.predict(faces.images))
         model.alignedCalibration = nil
         let plain = rmse(model.predict(faces.images))
